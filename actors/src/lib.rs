@@ -1,0 +1,43 @@
+//! endotower actors: the device plane, the safety island and the supervision
+//! machinery of the tower.
+//!
+//! Contracts and configuration
+//! - [`registers`]: Modbus register maps of every device (shared with `sim/`).
+//! - [`config`]: typed config sections with field-naming validation.
+//! - [`setpoints`]: the setpoints in force and the safe-state latch (lock-free).
+//! - [`events`]: alarms and events bus (edge-triggered alarms, active set).
+//! - [`device_status`]: per-device status channels and pedal presses.
+//!
+//! Supervision
+//! - [`supervisor`]: restart types, strategies, intensity, hang kill, meltdown.
+//!
+//! Device plane (ractor actors on the main runtime)
+//! - [`link`]: Modbus link state machine (Connecting/Connected/Degraded/Lost).
+//! - [`device_actor`]: the generic polling device actor.
+//! - [`insufflator`], [`light`] (with [`pid`]), [`camera`], [`pedal`]: control laws.
+//! - [`commands`]: the single validated command path.
+//! - [`status_reporter`]: status lines in the log.
+//!
+//! Safety (own thread, own runtime, own connections)
+//! - [`interlocks`]: pure interlock logic with hazard ids.
+//! - [`safety_island`]: the absolute-deadline read -> update -> write loop.
+//! - [`safety_actor`]: the supervised watchdog that owns no gap.
+
+pub mod camera;
+pub mod commands;
+pub mod config;
+pub mod device_actor;
+pub mod device_status;
+pub mod events;
+pub mod insufflator;
+pub mod interlocks;
+pub mod light;
+pub mod link;
+pub mod pedal;
+pub mod pid;
+pub mod registers;
+pub mod safety_actor;
+pub mod safety_island;
+pub mod setpoints;
+pub mod status_reporter;
+pub mod supervisor;

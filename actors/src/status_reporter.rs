@@ -1,0 +1,67 @@
+//! Periodic status lines in the log: set and actual pressure, flow, supply,
+//! light, temperatures, link states and active alarms.
+
+use crate::device_status::DeviceChannels;
+use crate::events::EventBus;
+use crate::supervisor::Liveness;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::time::Duration;
+
+pub struct StatusArgs {
+    pub channels: DeviceChannels,
+    pub events: EventBus,
+    pub interval: Duration,
+    pub liveness: Liveness,
+}
+
+pub struct StatusReporter;
+
+fn opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or_else(|| "--".to_string(), |v| format!("{v:.prec$}"))
+}
+
+/// One human-readable status line.
+pub fn status_line(ch: &DeviceChannels, events: &EventBus) -> String {
+    let i = ch.insufflator.borrow().clone();
+    let l = ch.light.borrow().clone();
+    let c = ch.camera.borrow().clone();
+    let p = ch.pedal.borrow().clone();
+    let alarms: Vec<String> = events
+        .active_alarms()
+        .into_iter()
+        .map(|(e, _)| e.key())
+        .collect();
+    format!(
+        "insufflator[{}] {:?} P {}/{:.1} mmHg flow {}/{:.1} L/min duty {:.1}% supply {} bar | light[{}] {}/{:.0}% I {}/{:.0} mA LED {} C tip {} C fan {} | camera[{}] {}x{}@{} | pedal[{}] presses {} | alarms {:?}",
+        i.link, i.phase, opt(i.pressure_mmhg, 2), i.set_pressure_mmhg, opt(i.flow_lpm, 2), i.set_flow_lpm, i.duty_pct, opt(i.supply_bar, 1),
+        l.link, opt(l.output_pct, 1), l.set_intensity_pct, opt(l.current_ma, 0), l.target_current_ma, opt(l.led_temp_c, 1), opt(l.tip_temp_c, 1), if l.fan_on { "on" } else { "off" },
+        c.link, c.width, c.height, c.fps, p.link, p.presses, alarms
+    )
+}
+
+impl Actor for StatusReporter {
+    type Msg = ();
+    type State = StatusArgs;
+    type Arguments = StatusArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        a: StatusArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        a.liveness.beat();
+        myself.send_interval(a.interval, || ());
+        Ok(a)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<()>,
+        _msg: (),
+        a: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        a.liveness.beat();
+        tracing::info!(target: "endotower::status", "{}", status_line(&a.channels, &a.events));
+        Ok(())
+    }
+}

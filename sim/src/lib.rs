@@ -1,0 +1,54 @@
+//! `endotower-sim`: deterministic (seeded) physical simulators of the tower's
+//! devices, each served as a real Modbus TCP server (and RTU on serial lines),
+//! implementing exactly the register maps of `endotower_actors::registers`,
+//! with faults settable at run time.
+//!
+//! Module map:
+//! - [`config`]: [`SimConfig`] and the physical parameters of every model.
+//! - [`device`]: [`Device`], the identity (name, default unit id) of each device.
+//! - [`faults`]: [`Fault`], [`FaultKind`], [`Channel`]: injectable faults.
+//! - [`host`]: [`SimHost`], which runs everything on its own threads; the probes
+//!   and fault hooks; [`SimEndpoints`], [`RtuBus`], [`RtuPort`], [`SimError`].
+//! - [`insufflator`], [`light`], `camera`, `pedal`: the physics of each device.
+//! - `sim_device`: a device = register table + model + faults + heartbeat, and
+//!   how Modbus requests act on it.
+//! - `table`: the 32-word register table and the device-independent access rules.
+//! - `heartbeat`: the heartbeat fail-safe watchdog every device runs.
+//! - `modbus_service`: the tokio-modbus `Service` for TCP and RTU, with comms faults.
+//! - `link`: the `LinkDrop` fault on TCP connections.
+//! - `physics`: the physics thread (absolute deadlines, real dt).
+//! - `serial`: opening and adopting serial ports for RTU.
+//! - `rng`: the seeded noise source.
+
+#![deny(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod camera;
+pub mod config;
+pub mod device;
+pub mod faults;
+mod heartbeat;
+pub mod host;
+pub mod insufflator;
+pub mod light;
+mod link;
+mod modbus_service;
+mod pedal;
+mod physics;
+mod rng;
+mod serial;
+mod sim_device;
+mod table;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{CameraModel, InsufflatorModel, LightModel, SimConfig, SimConfigError};
+pub use device::Device;
+pub use faults::{Channel, Fault, FaultKind};
+pub use host::{RtuBus, RtuPort, SimEndpoints, SimError, SimHost};
+pub use insufflator::InsufflatorSnapshot;
+pub use light::LightSnapshot;

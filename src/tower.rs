@@ -1,0 +1,210 @@
+//! Assembly of a running tower: optional in-process simulators, the shared
+//! channels, the safety island slot and the supervision tree.
+
+use crate::tower_config::TowerConfig;
+use crate::tree::{root_spec, TreeContext};
+use endotower_actors::commands::{Applied, Command, CommandMsg, CommandSource, Rejection};
+use endotower_actors::config::{ConfigError, LinkConfig, Transport};
+use endotower_actors::device_actor::DeviceMsg;
+use endotower_actors::device_status::DeviceChannels;
+use endotower_actors::events::EventBus;
+use endotower_actors::safety_actor::SafetySlot;
+use endotower_actors::setpoints::Setpoints;
+use endotower_actors::supervisor::{ChildStatus, Supervisor, SupervisorMsg};
+use endotower_sim::{Device, SimEndpoints, SimError, SimHost};
+use ractor::{ActorCell, ActorRef, ActorStatus};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TowerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("simulators: {0}")]
+    Sim(#[from] SimError),
+    #[error("cannot start the supervision tree: {0}")]
+    Spawn(#[from] ractor::SpawnErr),
+}
+
+/// A running tower.
+pub struct Tower {
+    cfg: TowerConfig,
+    root: ActorRef<SupervisorMsg>,
+    sim: Option<SimHost>,
+    events: EventBus,
+    setpoints: Setpoints,
+    channels: DeviceChannels,
+    safety: SafetySlot,
+}
+
+fn device_links(cfg: &mut TowerConfig, dev: Device) -> [&mut LinkConfig; 2] {
+    let d = &mut cfg.devices;
+    let s = &mut cfg.safety;
+    match dev {
+        Device::Insufflator => [&mut d.insufflator.link, &mut s.insufflator],
+        Device::Light => [&mut d.light.link, &mut s.light],
+        Device::Camera => [&mut d.camera.link, &mut s.camera],
+        Device::Pedal => [&mut d.pedal.link, &mut s.pedal],
+    }
+}
+
+/// Start the simulators on every TCP address the config names for a device
+/// (control and safety links), then point the links at the bound addresses
+/// (which differ from the config when it asks for port 0).
+pub fn start_simulators(cfg: &mut TowerConfig) -> Result<SimHost, TowerError> {
+    let mut endpoints = SimEndpoints::default();
+    // (device, link index, position among that device's listeners)
+    let mut assign = Vec::new();
+    for dev in Device::ALL {
+        let mut mine: Vec<String> = Vec::new();
+        for (i, link) in device_links(cfg, dev).into_iter().enumerate() {
+            let Transport::Tcp { addr } = &link.transport else {
+                continue;
+            };
+            let parsed: SocketAddr = addr
+                .parse()
+                .map_err(|_| ConfigError::new("transport.addr", addr, "a socket address"))?;
+            // The same fixed address twice shares one listener; port 0 means a free port each.
+            let pos = match mine.iter().position(|a| a == addr && parsed.port() != 0) {
+                Some(p) => p,
+                None => {
+                    mine.push(addr.clone());
+                    endpoints.tcp.push((dev, parsed));
+                    mine.len() - 1
+                }
+            };
+            assign.push((dev, i, pos));
+        }
+    }
+    let host = SimHost::start(cfg.sim.model.clone(), endpoints)?;
+    for (dev, i, pos) in assign {
+        if let Some(addr) = host.tcp_addrs(dev).get(pos) {
+            device_links(cfg, dev)[i].transport = Transport::Tcp {
+                addr: addr.to_string(),
+            };
+        }
+    }
+    Ok(host)
+}
+
+impl Tower {
+    /// Validate the config, start the simulators if embedded, then the tree.
+    pub async fn start(mut cfg: TowerConfig) -> Result<Tower, TowerError> {
+        cfg.validate()?;
+        let sim = if cfg.sim.embedded {
+            Some(start_simulators(&mut cfg)?)
+        } else {
+            None
+        };
+        let events = EventBus::default();
+        let d = &cfg.devices;
+        let setpoints = Setpoints::new(
+            d.insufflator.set_pressure_mmhg,
+            d.insufflator.set_flow_lpm,
+            d.light.intensity_pct,
+        );
+        let channels = DeviceChannels::default();
+        let safety = SafetySlot::default();
+        let ctx = Arc::new(TreeContext {
+            cfg: cfg.clone(),
+            events: events.clone(),
+            setpoints: setpoints.clone(),
+            channels: channels.clone(),
+            safety: safety.clone(),
+        });
+        let root = match Supervisor::spawn(root_spec(ctx), None).await {
+            Ok(r) => r,
+            Err(e) => {
+                safety.shutdown();
+                return Err(e.into());
+            }
+        };
+        tracing::info!(tower = %cfg.tower.id, set_pressure = d.insufflator.set_pressure_mmhg, intensity = d.light.intensity_pct, "tower started");
+        Ok(Tower {
+            cfg,
+            root,
+            sim,
+            events,
+            setpoints,
+            channels,
+            safety,
+        })
+    }
+
+    /// The config in force (with the bound simulator addresses).
+    pub fn config(&self) -> &TowerConfig {
+        &self.cfg
+    }
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+    pub fn setpoints(&self) -> &Setpoints {
+        &self.setpoints
+    }
+    pub fn channels(&self) -> &DeviceChannels {
+        &self.channels
+    }
+    pub fn safety(&self) -> &SafetySlot {
+        &self.safety
+    }
+    pub fn sim(&self) -> Option<&SimHost> {
+        self.sim.as_ref()
+    }
+
+    /// Is the root supervisor still running (false after a root meltdown)?
+    pub fn root_running(&self) -> bool {
+        self.root.get_status() == ActorStatus::Running
+    }
+
+    /// The running actor registered under a child name of this tower.
+    pub fn actor(&self, child: &str) -> Option<ActorCell> {
+        ractor::registry::where_is(format!("{}.{child}", self.cfg.tower.id))
+    }
+
+    /// Send a test hook to a device actor (`insufflator`, `light`, ...).
+    pub fn inject(&self, device: &str, msg: DeviceMsg) -> bool {
+        self.actor(device)
+            .is_some_and(|c| c.send_message(msg).is_ok())
+    }
+
+    /// Per-child status of a supervisor (`root` or `devices`).
+    pub async fn supervisor_status(&self, supervisor: &str) -> Option<Vec<ChildStatus>> {
+        let cell = self.actor(supervisor)?;
+        let r: ActorRef<SupervisorMsg> = cell.into();
+        ractor::call_t!(r, SupervisorMsg::Status, 1000).ok()
+    }
+
+    /// Submit a command through the validated command path.
+    pub async fn submit(
+        &self,
+        source: CommandSource,
+        command: Command,
+    ) -> Option<Result<Applied, Rejection>> {
+        let cell = self.actor("commands")?;
+        let r: ActorRef<CommandMsg> = cell.into();
+        ractor::call_t!(
+            r,
+            |reply| CommandMsg::Submit {
+                source,
+                command,
+                reply
+            },
+            1000
+        )
+        .ok()
+    }
+
+    /// Stop the tree, then the safety island, then the simulators.
+    pub async fn shutdown(self) {
+        let _ = self
+            .root
+            .stop_and_wait(Some("tower shutdown".into()), Some(Duration::from_secs(5)))
+            .await;
+        self.safety.shutdown();
+        if let Some(sim) = self.sim {
+            sim.stop();
+        }
+        tracing::info!("tower stopped");
+    }
+}

@@ -1,0 +1,244 @@
+//! The whole-tower configuration: `conf/tower.toml` (or `--config FILE`) plus
+//! `ENDOTOWER__SECTION__KEY` environment overrides, deserialised with the exact
+//! path of any bad field, then validated section by section.
+
+use endotower_actors::camera::CameraConfig;
+use endotower_actors::config::{
+    check_int, ConfigError, InsufflatorConfig, LightConfig, LimitsConfig, SafetyConfig,
+    SimpleDeviceConfig,
+};
+use endotower_actors::supervisor::{ChildPolicy, SupervisorPolicy};
+use endotower_sim::SimConfig;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Default config file, relative to the working directory.
+pub const DEFAULT_CONFIG: &str = "conf/tower.toml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TowerSection {
+    /// Tower id; also the namespace of its actor names.
+    pub id: String,
+    /// Interval of the status lines in the log.
+    pub status_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesConfig {
+    pub insufflator: InsufflatorConfig,
+    pub light: LightConfig,
+    pub camera: CameraConfig,
+    pub pedal: SimpleDeviceConfig,
+}
+
+/// Per-child policies, one field per child of the tree (see `tree.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChildPolicies {
+    pub safety: ChildPolicy,
+    pub devices: ChildPolicy,
+    pub commands: ChildPolicy,
+    pub status: ChildPolicy,
+    pub insufflator: ChildPolicy,
+    pub light: ChildPolicy,
+    pub camera: ChildPolicy,
+    pub pedal: ChildPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionConfig {
+    pub root: SupervisorPolicy,
+    pub devices: SupervisorPolicy,
+    pub children: ChildPolicies,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimSection {
+    /// Start the device simulators in-process, listening on the devices'
+    /// configured TCP addresses (port 0 picks free ports).
+    pub embedded: bool,
+    #[serde(default)]
+    pub model: SimConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TowerConfig {
+    pub tower: TowerSection,
+    pub limits: LimitsConfig,
+    pub supervision: SupervisionConfig,
+    pub devices: DevicesConfig,
+    pub safety: SafetyConfig,
+    pub sim: SimSection,
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigLoadError {
+    #[error("cannot read config {file}: {message}")]
+    Read { file: String, message: String },
+    #[error("config error: `{path}`: {message}")]
+    Field { path: String, message: String },
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+impl TowerConfig {
+    /// Load a file plus `ENDOTOWER__…` environment overrides.
+    pub fn load(file: &Path) -> Result<Self, ConfigLoadError> {
+        let shown = file.display().to_string();
+        if !file.is_file() {
+            return Err(ConfigLoadError::Read {
+                file: shown,
+                message: "no such file".into(),
+            });
+        }
+        let raw = config::Config::builder()
+            .add_source(config::File::from(file).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("ENDOTOWER")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .map_err(|e| ConfigLoadError::Read {
+                file: shown.clone(),
+                message: e.to_string(),
+            })?;
+        // Through serde_json so every error carries the exact field path.
+        let value: serde_json::Value =
+            raw.try_deserialize().map_err(|e| ConfigLoadError::Read {
+                file: shown,
+                message: e.to_string(),
+            })?;
+        Self::from_value(value)
+    }
+
+    /// Parse from a TOML string (tests).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigLoadError> {
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .map_err(|e| ConfigLoadError::Read {
+                file: "<string>".into(),
+                message: e.to_string(),
+            })?;
+        let value: serde_json::Value =
+            raw.try_deserialize().map_err(|e| ConfigLoadError::Read {
+                file: "<string>".into(),
+                message: e.to_string(),
+            })?;
+        Self::from_value(value)
+    }
+
+    fn from_value(value: serde_json::Value) -> Result<Self, ConfigLoadError> {
+        let cfg: TowerConfig =
+            serde_path_to_error::deserialize(value).map_err(|e| ConfigLoadError::Field {
+                path: e.path().to_string(),
+                message: e.into_inner().to_string(),
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Semantic checks, each naming its field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tower.id.is_empty()
+            || !self
+                .tower
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::new(
+                "tower.id",
+                format!("{:?}", self.tower.id),
+                "a non-empty id of letters, digits, '-' or '_'",
+            ));
+        }
+        check_int(
+            "tower.status_interval_ms",
+            self.tower.status_interval_ms,
+            50,
+            3_600_000,
+            "ms",
+        )?;
+        self.limits.validate("limits")?;
+        let s = &self.supervision;
+        s.root.validate("supervision.root")?;
+        s.devices.validate("supervision.devices")?;
+        let c = &s.children;
+        for (name, p) in [
+            ("safety", &c.safety),
+            ("devices", &c.devices),
+            ("commands", &c.commands),
+            ("status", &c.status),
+            ("insufflator", &c.insufflator),
+            ("light", &c.light),
+            ("camera", &c.camera),
+            ("pedal", &c.pedal),
+        ] {
+            p.validate(&format!("supervision.children.{name}"))?;
+        }
+        self.devices
+            .insufflator
+            .validate("devices.insufflator", &self.limits)?;
+        self.devices.light.validate("devices.light", &self.limits)?;
+        self.devices.camera.validate("devices.camera")?;
+        self.devices.pedal.validate("devices.pedal")?;
+        self.safety.validate("safety")?;
+        self.sim
+            .model
+            .validate()
+            .map_err(|e| ConfigError::new("sim.model", e.to_string(), "a valid simulator model"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_text() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/tower.toml")).unwrap()
+    }
+
+    #[test]
+    fn shipped_config_is_valid() {
+        TowerConfig::from_toml(&default_text()).unwrap();
+    }
+
+    #[test]
+    fn wrong_type_names_the_field_path() {
+        let t =
+            default_text().replace("set_pressure_mmhg = 12.0", "set_pressure_mmhg = \"twelve\"");
+        let e = TowerConfig::from_toml(&t).unwrap_err().to_string();
+        assert!(e.contains("devices.insufflator.set_pressure_mmhg"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_naming_it() {
+        let t = default_text().replace(
+            "set_pressure_mmhg = 12.0",
+            "set_pressure_mmhg = 12.0\nset_presure_mmhg = 12.0",
+        );
+        let e = TowerConfig::from_toml(&t).unwrap_err().to_string();
+        assert!(e.contains("set_presure_mmhg"), "{e}");
+    }
+
+    #[test]
+    fn out_of_limits_setpoint_names_field_value_and_range() {
+        let t = default_text().replace("set_pressure_mmhg = 12.0", "set_pressure_mmhg = 40.0");
+        let e = TowerConfig::from_toml(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("`devices.insufflator.set_pressure_mmhg` = 40"),
+            "{e}"
+        );
+        assert!(e.contains("3 ..= 25"), "{e}");
+    }
+}

@@ -144,7 +144,13 @@ fn dispatch(cli: Cli) -> Result<()> {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // A benchmark prints its report; its per-event logs would drown it.
+    let default_filter = if matches!(cli.cmd, Cmd::Bench { .. }) {
+        "warn,endotower_actors::events=off"
+    } else {
+        "info"
+    };
+    logging::init(cli.log_format, default_filter);
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,5 +1,5 @@
 //! Logging set-up: human-readable by default, JSON lines with
-//! `--log-format json`; `RUST_LOG` overrides the default `info` filter.
+//! `--log-format json`; `RUST_LOG` overrides the default filter.
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
@@ -11,8 +11,9 @@ pub enum LogFormat {
 }
 
 /// Install the global subscriber. Calling it twice is harmless.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -89,6 +89,7 @@ async fn hung_device_actor_is_killed_and_restarted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hz008_meltdown_reaches_the_safe_state() {
+    common::init_logs();
     let mut cfg = test_config();
     cfg.supervision.devices.max_restarts = 2;
     cfg.supervision.children.insufflator.backoff_initial_ms = 10;
@@ -103,14 +104,27 @@ async fn hz008_meltdown_reaches_the_safe_state() {
             > 5)
         .await
     );
-    // Three crashes within the window: the third restart exceeds 2.
-    for _ in 0..3 {
-        assert!(
-            wait_for(Duration::from_secs(5), || tower
-                .inject("insufflator", DeviceMsg::TestPanic))
-            .await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // Three crashes within the window: the third restart exceeds 2. Each
+    // crash is injected into a fresh actor (a dying actor drops its mailbox).
+    for k in 1..=3u64 {
+        let target = loop {
+            if let Some(c) = tower.actor("insufflator") {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        target.send_message(DeviceMsg::TestPanic).unwrap();
+        let mut next = false;
+        for _ in 0..500 {
+            if restarts(&tower, "devices", "insufflator").await >= k
+                || tower.setpoints().safe_state()
+            {
+                next = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(next, "crash {k} not handled");
     }
     assert!(
         wait_for(Duration::from_secs(5), || tower.setpoints().safe_state()).await,
@@ -202,6 +216,64 @@ async fn a_panic_inside_the_safety_island_cycle_is_caught_and_the_loop_goes_on()
     assert!(
         wait_for(Duration::from_secs(5), || sim.insufflator().relief_open).await,
         "interlock still enforced after the panic"
+    );
+    tower.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_safety_island_is_replaced_and_the_new_one_enforces_the_interlocks() {
+    let tower = Tower::start(test_config()).await.unwrap();
+    let sim = tower.sim().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || !sim
+            .failsafe(endotower_sim::Device::Insufflator))
+        .await
+    );
+    let mut events = tower.events().subscribe();
+    tower
+        .safety()
+        .with(|i| i.hooks().stall_next_cycle_ms.store(2000, Ordering::Relaxed));
+    let raised = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match events.recv().await {
+                Ok(e)
+                    if e.code == "ISLAND_RESTART"
+                        && e.kind == endotower_actors::events::EventKind::AlarmRaised =>
+                {
+                    break
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("event bus closed: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(raised.is_ok(), "stall not detected");
+    // The replacement island is a new thread with its own counters.
+    assert!(
+        wait_for(Duration::from_secs(2), || tower
+            .safety()
+            .with(|i| i.hooks().stall_next_cycle_ms.load(Ordering::Relaxed))
+            == Some(0)
+            && tower.safety().with(|i| i
+                .stats()
+                .cycles
+                .load(Ordering::Relaxed)
+                > 10)
+                == Some(true))
+        .await
+    );
+    sim.inject_pressure(25.0);
+    assert!(
+        wait_for(Duration::from_secs(5), || sim.insufflator().relief_open).await,
+        "new island does not vent"
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || !tower
+            .events()
+            .is_active("safety", "ISLAND_RESTART"))
+        .await,
+        "alarm clears once the new island cycles"
     );
     tower.shutdown().await;
 }

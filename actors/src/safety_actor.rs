@@ -46,8 +46,11 @@ impl SafetySlot {
     }
 }
 
-/// Periods without a completed cycle before the island is declared hung.
-const HUNG_AFTER_PERIODS: u32 = 10;
+/// Time without a completed cycle before the island is declared stalled and
+/// replaced. Well under the devices' 300 ms heartbeat fail-safe, so a new
+/// island is running before any device falls back; long enough that a loaded
+/// machine's scheduling hiccup does not tear down a healthy island.
+pub const ISLAND_STALL_LIMIT: Duration = Duration::from_millis(100);
 
 pub struct SafetyArgs {
     pub cfg: SafetyConfig,
@@ -81,7 +84,7 @@ impl Actor for SafetyActor {
         a: SafetyArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         a.liveness.beat();
-        match a.slot.with(|i| i.is_alive(HUNG_AFTER_PERIODS)) {
+        match a.slot.with(|i| i.is_alive(ISLAND_STALL_LIMIT)) {
             Some(true) => tracing::info!("safety actor: adopting the running safety island"),
             Some(false) => {
                 tracing::error!("safety actor: island found dead at start; starting a new one");
@@ -107,7 +110,7 @@ impl Actor for SafetyActor {
                 a.liveness.beat();
                 // Give a new island time to connect before judging it.
                 let alive = a.slot.with(|i| {
-                    i.is_alive(HUNG_AFTER_PERIODS)
+                    i.is_alive(ISLAND_STALL_LIMIT)
                         || i.stats().cycles.load(std::sync::atomic::Ordering::Relaxed) == 0
                 });
                 if alive != Some(true) {
@@ -122,7 +125,7 @@ impl Actor for SafetyActor {
                     }
                     start_island(a)?;
                 } else if a.events.is_active("safety", "ISLAND_RESTART")
-                    && a.slot.with(|i| i.is_alive(HUNG_AFTER_PERIODS)) == Some(true)
+                    && a.slot.with(|i| i.is_alive(ISLAND_STALL_LIMIT)) == Some(true)
                 {
                     a.events
                         .clear("safety", "ISLAND_RESTART", "safety island cycling again");

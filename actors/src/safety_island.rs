@@ -46,6 +46,9 @@ pub struct IslandStats {
 pub struct IslandTestHooks {
     /// Panic inside the next cycle (the island must catch it and go on).
     pub panic_next_cycle: AtomicBool,
+    /// Block the island thread for this many ms in the next cycle, as a
+    /// deadlock would (the safety actor must replace the island).
+    pub stall_next_cycle_ms: AtomicU64,
 }
 
 /// A running safety island thread.
@@ -186,6 +189,10 @@ impl Loop {
     async fn cycle(&mut self) {
         if self.hooks.panic_next_cycle.swap(false, Ordering::AcqRel) {
             panic!("safety island test hook: injected panic");
+        }
+        let stall = self.hooks.stall_next_cycle_ms.swap(0, Ordering::AcqRel);
+        if stall > 0 {
+            std::thread::sleep(Duration::from_millis(stall));
         }
         let (ins_r, light_r) = tokio::join!(
             self.ins_link.read(0, ins::SENSOR_LEN),
@@ -421,10 +428,11 @@ impl SafetyIsland {
         self.started.elapsed().saturating_sub(last)
     }
 
-    /// Alive: the thread runs and completed a cycle within `periods` periods.
-    pub fn is_alive(&self, periods: u32) -> bool {
+    /// Alive: the thread runs and completed a cycle within `stall_limit`
+    /// (never less than two periods).
+    pub fn is_alive(&self, stall_limit: Duration) -> bool {
         let running = self.handle.as_ref().is_some_and(|h| !h.is_finished());
-        running && self.since_last_cycle() <= self.period * periods + Duration::from_millis(20)
+        running && self.since_last_cycle() <= stall_limit.max(self.period * 2)
     }
 
     /// Ask the thread to stop and wait briefly for it; a hung thread is left

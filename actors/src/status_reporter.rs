@@ -32,9 +32,9 @@ pub fn status_line(ch: &DeviceChannels, events: &EventBus) -> String {
         .map(|(e, _)| e.key())
         .collect();
     format!(
-        "insufflator[{}] {:?} P {}/{:.1} mmHg flow {}/{:.1} L/min duty {:.1}% supply {} bar | light[{}] {}/{:.0}% I {}/{:.0} mA LED {} C tip {} C fan {} | camera[{}] {}x{}@{} | pedal[{}] presses {} | alarms {:?}",
+        "insufflator[{}] {:?} P {}/{:.1} mmHg flow {}/{:.1} L/min duty {:.1}% supply {} bar | light[{}] set {:.0}% I {}/{:.0} mA output {}% LED {} C tip {} C fan {} | camera[{}] {}x{}@{} | pedal[{}] presses {} | alarms {:?}",
         i.link, i.phase, opt(i.pressure_mmhg, 2), i.set_pressure_mmhg, opt(i.flow_lpm, 2), i.set_flow_lpm, i.duty_pct, opt(i.supply_bar, 1),
-        l.link, opt(l.output_pct, 1), l.set_intensity_pct, opt(l.current_ma, 0), l.target_current_ma, opt(l.led_temp_c, 1), opt(l.tip_temp_c, 1), if l.fan_on { "on" } else { "off" },
+        l.link, l.set_intensity_pct, opt(l.current_ma, 0), l.target_current_ma, opt(l.output_pct, 1), opt(l.led_temp_c, 1), opt(l.tip_temp_c, 1), if l.fan_on { "on" } else { "off" },
         c.link, c.width, c.height, c.fps, p.link, p.presses, alarms
     )
 }

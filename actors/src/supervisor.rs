@@ -564,3 +564,214 @@ impl Actor for Supervisor {
         state.on_child_exit(&myself, i, abnormal, reason).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    /// A child that counts its starts and panics or stops on demand.
+    struct Probe;
+    enum ProbeMsg {
+        Crash,
+        Quit,
+    }
+    impl Actor for Probe {
+        type Msg = ProbeMsg;
+        type State = ();
+        type Arguments = Arc<AtomicUsize>;
+        async fn pre_start(
+            &self,
+            _m: ActorRef<ProbeMsg>,
+            starts: Arc<AtomicUsize>,
+        ) -> Result<(), ActorProcessingErr> {
+            starts.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn handle(
+            &self,
+            m: ActorRef<ProbeMsg>,
+            msg: ProbeMsg,
+            _s: &mut (),
+        ) -> Result<(), ActorProcessingErr> {
+            match msg {
+                ProbeMsg::Crash => panic!("probe crash"),
+                ProbeMsg::Quit => m.stop(None),
+            }
+            Ok(())
+        }
+    }
+
+    fn probe(name: &str, restart: RestartType, starts: Arc<AtomicUsize>) -> ChildSpec {
+        ChildSpec {
+            name: name.into(),
+            policy: ChildPolicy {
+                restart,
+                backoff_initial_ms: 1,
+                backoff_max_ms: 4,
+                hang_timeout_ms: None,
+            },
+            liveness: None,
+            start: Arc::new(move |sup| {
+                let starts = starts.clone();
+                Box::pin(async move {
+                    Actor::spawn_linked(None, Probe, starts, sup)
+                        .await
+                        .map(|(r, _)| r.get_cell())
+                })
+            }),
+        }
+    }
+
+    struct Fixture {
+        sup: ActorRef<SupervisorMsg>,
+        starts: Vec<Arc<AtomicUsize>>,
+        melted: Arc<Mutex<Vec<String>>>,
+    }
+
+    async fn fixture(strategy: Strategy, max_restarts: u32, restarts: [RestartType; 3]) -> Fixture {
+        let starts: Vec<_> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        let melted = Arc::new(Mutex::new(Vec::new()));
+        let m2 = melted.clone();
+        let spec = SupervisorSpec {
+            name: format!("sup-test-{:?}-{}", strategy, epoch().elapsed().as_nanos()),
+            policy: SupervisorPolicy {
+                strategy,
+                max_restarts,
+                window_ms: 10_000,
+                meltdown: MeltdownAction::SafeState,
+            },
+            children: ["a", "b", "c"]
+                .iter()
+                .zip(restarts)
+                .zip(&starts)
+                .map(|((n, r), s)| probe(n, r, s.clone()))
+                .collect(),
+            events: EventBus::new(64),
+            on_meltdown: Some(Arc::new(move |sup: &str, _why: &str| {
+                m2.lock().unwrap().push(sup.to_string())
+            })),
+        };
+        let sup = Supervisor::spawn(spec, None).await.unwrap();
+        Fixture {
+            sup,
+            starts,
+            melted,
+        }
+    }
+
+    impl Fixture {
+        async fn send(&self, child: &str, msg: ProbeMsg) {
+            let cell = ractor::call_t!(self.sup, SupervisorMsg::Child, 1000, child.to_string())
+                .unwrap()
+                .unwrap();
+            cell.send_message(msg).unwrap();
+        }
+        fn counts(&self) -> Vec<usize> {
+            self.starts
+                .iter()
+                .map(|s| s.load(Ordering::SeqCst))
+                .collect()
+        }
+        async fn settle_on(&self, want: &[usize]) -> Vec<usize> {
+            for _ in 0..300 {
+                if self.counts() == want {
+                    // and nothing more happens
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    return self.counts();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            self.counts()
+        }
+    }
+
+    const P: RestartType = RestartType::Permanent;
+
+    #[tokio::test]
+    async fn one_for_one_restarts_only_the_failed_child() {
+        let f = fixture(Strategy::OneForOne, 5, [P, P, P]).await;
+        f.send("b", ProbeMsg::Crash).await;
+        assert_eq!(f.settle_on(&[1, 2, 1]).await, vec![1, 2, 1]);
+    }
+
+    #[tokio::test]
+    async fn one_for_all_restarts_every_child() {
+        let f = fixture(Strategy::OneForAll, 5, [P, P, P]).await;
+        f.send("b", ProbeMsg::Crash).await;
+        assert_eq!(f.settle_on(&[2, 2, 2]).await, vec![2, 2, 2]);
+    }
+
+    #[tokio::test]
+    async fn rest_for_one_restarts_the_failed_child_and_those_after_it() {
+        let f = fixture(Strategy::RestForOne, 5, [P, P, P]).await;
+        f.send("b", ProbeMsg::Crash).await;
+        assert_eq!(f.settle_on(&[1, 2, 2]).await, vec![1, 2, 2]);
+    }
+
+    #[tokio::test]
+    async fn transient_restarts_after_a_crash_but_not_after_a_normal_stop_and_temporary_never() {
+        let f = fixture(
+            Strategy::OneForOne,
+            5,
+            [
+                RestartType::Transient,
+                RestartType::Transient,
+                RestartType::Temporary,
+            ],
+        )
+        .await;
+        f.send("a", ProbeMsg::Crash).await;
+        f.send("b", ProbeMsg::Quit).await;
+        f.send("c", ProbeMsg::Crash).await;
+        assert_eq!(f.settle_on(&[2, 1, 1]).await, vec![2, 1, 1]);
+        let status = ractor::call_t!(f.sup, SupervisorMsg::Status, 1000).unwrap();
+        let running: Vec<bool> = status.iter().map(|c| c.running).collect();
+        assert_eq!(running, vec![true, false, false]);
+    }
+
+    #[tokio::test]
+    async fn exceeding_the_intensity_is_a_meltdown_that_runs_the_hook_and_fails_the_supervisor() {
+        let f = fixture(Strategy::OneForOne, 1, [P, P, P]).await;
+        f.send("a", ProbeMsg::Crash).await;
+        assert_eq!(f.settle_on(&[2, 1, 1]).await, vec![2, 1, 1]);
+        f.send("a", ProbeMsg::Crash).await;
+        for _ in 0..300 {
+            if f.sup.get_status() == ractor::ActorStatus::Stopped {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(f.sup.get_status(), ractor::ActorStatus::Stopped);
+        assert_eq!(f.melted.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let spec = probe("x", P, Arc::new(AtomicUsize::new(0)));
+        let mut st = SupervisorState {
+            name: "s".into(),
+            policy: SupervisorPolicy {
+                strategy: Strategy::OneForOne,
+                max_restarts: 9,
+                window_ms: 60_000,
+                meltdown: MeltdownAction::Escalate,
+            },
+            slots: vec![Slot {
+                backoff: Duration::from_millis(1),
+                spec,
+                cell: None,
+                restarts: 0,
+                last_restart: None,
+                killed_as_hung: false,
+            }],
+            recent: VecDeque::new(),
+            events: EventBus::new(4),
+            on_meltdown: None,
+            epoch: 0,
+        };
+        let d: Vec<u128> = (0..5).map(|_| st.next_backoff(0).as_millis()).collect();
+        assert_eq!(d, vec![1, 2, 4, 4, 4]);
+    }
+}

@@ -41,3 +41,4 @@ pub mod safety_island;
 pub mod setpoints;
 pub mod status_reporter;
 pub mod supervisor;
+pub mod video;

@@ -47,6 +47,10 @@ pub enum MeltdownAction {
     Escalate,
     /// Run the meltdown hook (tower safe state + alarm), then fail upwards.
     SafeState,
+    /// Circuit breaker: raise the alarm, keep the supervisor up, and retry
+    /// the failing child after a cool-down of one intensity window. For
+    /// subtrees that must never take the tower down (the AI branch).
+    Contain,
 }
 
 /// Strategy and intensity of one supervisor.
@@ -320,6 +324,32 @@ impl SupervisorState {
         })
     }
 
+    /// Circuit breaker: no escalation, one retry after a cool-down window.
+    fn contain(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize, child: &str, reason: &str) {
+        let cool_down = Duration::from_millis(self.policy.window_ms);
+        tracing::error!(supervisor = %self.name, child, reason, action = "contain: retry after cool-down", cool_down_ms = self.policy.window_ms, "supervisor decision");
+        self.events.raise(
+            &format!("supervisor/{}", self.name),
+            "CONTAINED",
+            Severity::Medium,
+            format!(
+                "{child} keeps failing ({reason}); retrying in {} ms",
+                cool_down.as_millis()
+            ),
+        );
+        self.recent.clear();
+        self.slots[i].restarts += 1;
+        self.epoch += 1;
+        let (epoch, me) = (self.epoch, myself.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(cool_down).await;
+            let _ = me.cast(SupervisorMsg::Restart {
+                indices: vec![i],
+                epoch,
+            });
+        });
+    }
+
     async fn on_child_exit(
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
@@ -339,6 +369,10 @@ impl SupervisorState {
             return Ok(());
         }
         if self.over_intensity() {
+            if self.policy.meltdown == MeltdownAction::Contain {
+                self.contain(myself, i, &child, &reason);
+                return Ok(());
+            }
             return Err(self.meltdown(&child, &reason));
         }
         let group: Vec<usize> = match self.policy.strategy {
@@ -484,7 +518,12 @@ impl Actor for Supervisor {
                     let child = state.slots[i].spec.name.clone();
                     match state.start_child(&myself, i).await {
                         Ok(()) => {
-                            tracing::info!(supervisor = %state.name, child, action = "restarted", "supervisor decision")
+                            tracing::info!(supervisor = %state.name, child, action = "restarted", "supervisor decision");
+                            state.events.clear(
+                                &format!("supervisor/{}", state.name),
+                                "CONTAINED",
+                                format!("{child} restarted"),
+                            );
                         }
                         Err(e) => {
                             let reason = format!("start failed: {e}");
@@ -745,6 +784,43 @@ mod tests {
         }
         assert_eq!(f.sup.get_status(), ractor::ActorStatus::Stopped);
         assert_eq!(f.melted.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn contain_keeps_the_supervisor_up_and_retries_after_the_window() {
+        let starts: Vec<_> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        let spec = SupervisorSpec {
+            name: format!("sup-contain-{}", epoch().elapsed().as_nanos()),
+            policy: SupervisorPolicy {
+                strategy: Strategy::OneForOne,
+                max_restarts: 1,
+                window_ms: 300,
+                meltdown: MeltdownAction::Contain,
+            },
+            children: ["a", "b", "c"]
+                .iter()
+                .zip(&starts)
+                .map(|(n, s)| probe(n, P, s.clone()))
+                .collect(),
+            events: EventBus::new(64),
+            on_meltdown: None,
+        };
+        let f = Fixture {
+            sup: Supervisor::spawn(spec, None).await.unwrap(),
+            starts,
+            melted: Arc::default(),
+        };
+        f.send("a", ProbeMsg::Crash).await;
+        assert_eq!(f.settle_on(&[2, 1, 1]).await, vec![2, 1, 1]);
+        f.send("a", ProbeMsg::Crash).await; // over intensity: contained
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(f.counts(), vec![2, 1, 1], "no immediate restart");
+        assert_eq!(f.sup.get_status(), ractor::ActorStatus::Running);
+        assert_eq!(
+            f.settle_on(&[3, 1, 1]).await,
+            vec![3, 1, 1],
+            "retried after the cool-down"
+        );
     }
 
     #[test]

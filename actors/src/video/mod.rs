@@ -1,0 +1,28 @@
+//! The live video path (CN108831533A), built so the AI branch can crash, hang
+//! or be slow while the live picture never waits for it:
+//!
+//! ```text
+//! source --> capture thread --watch (latest wins)--> display sink thread
+//!                               \--watch (latest wins)--> analysis actor
+//!                                    (quality gate, freeze, selector: pedal > freeze > auto)
+//!                                        --one in flight, deadline--> inference actor (ONNX worker thread)
+//!                                        <--watch: latest result, AI status--
+//! ```
+//!
+//! - [`frame`]: the shared frame; [`source`]: where frames come from.
+//! - [`capture`], [`display_sink`]: the pass-through path.
+//! - [`quality`], [`freeze`], [`selector`], [`analysis`]: picking target frames.
+//! - [`onnx`], [`detection`], [`inference`], [`ai_state`]: the AI branch.
+
+pub mod ai_state;
+pub mod analysis;
+pub mod capture;
+pub mod detection;
+pub mod display_sink;
+pub mod frame;
+pub mod freeze;
+pub mod inference;
+pub mod onnx;
+pub mod quality;
+pub mod selector;
+pub mod source;

@@ -12,11 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "endotower",
-    version,
-    about = "Supervision runtime of an integrated endoscopy / laparoscopy tower"
-)]
+#[command(name = "endotower", version, about = "Supervision runtime of an integrated endoscopy / laparoscopy tower")]
 struct Cli {
     /// Log output format.
     #[arg(long, value_enum, default_value = "human", global = true)]
@@ -34,6 +30,15 @@ enum Cmd {
         /// Stop by itself after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         duration_s: Option<f64>,
+        /// Exam number, overriding `video.exam.number`.
+        #[arg(long)]
+        exam_number: Option<String>,
+        /// Patient sex (F, M, X), overriding `video.exam.sex`.
+        #[arg(long)]
+        exam_sex: Option<String>,
+        /// Patient age in years, overriding `video.exam.age`.
+        #[arg(long)]
+        exam_age: Option<u32>,
     },
     /// Validate a config file and exit.
     CheckConfig { file: PathBuf },
@@ -42,7 +47,7 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Run a benchmark: interlock.
+    /// Run a benchmark: interlock, video, annotation, restart.
     Bench {
         name: String,
         /// A shorter run (under 60 s).
@@ -56,6 +61,45 @@ enum Cmd {
     },
     /// Print the Modbus register maps as Markdown.
     Registers,
+    /// Evaluate a model on a held-out synthetic set: `detector`.
+    Eval {
+        name: String,
+        #[arg(long, default_value_t = 1500)]
+        frames: usize,
+        /// Seed of the held-out set (training uses other seeds).
+        #[arg(long, default_value_t = 1001)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Write a training/evaluation set from the synthetic endoscopy source:
+    /// PPM frames plus `truth.jsonl` (see models/README.md).
+    Dataset {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        frames: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output size WxH (frames are area-resized to it).
+        #[arg(long, default_value = "320x320")]
+        size: String,
+        /// Keep every N-th delivered frame (consecutive frames are alike).
+        #[arg(long, default_value_t = 1)]
+        stride: usize,
+    },
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32)> {
+    let (w, h) = s.split_once('x').with_context(|| format!("--size {s:?}: expected WxH, e.g. 320x320"))?;
+    let w: u32 = w.parse().with_context(|| format!("--size {s:?}: width {w:?} is not a number"))?;
+    let h: u32 = h.parse().with_context(|| format!("--size {s:?}: height {h:?} is not a number"))?;
+    if !(16..=4096).contains(&w) || !(16..=4096).contains(&h) {
+        bail!("--size {s:?}: each side must be 16..=4096");
+    }
+    Ok((w, h))
 }
 
 fn load(path: &PathBuf) -> Result<TowerConfig> {
@@ -73,8 +117,18 @@ async fn wait_stop(duration_s: Option<f64>) {
     }
 }
 
-async fn run(config: PathBuf, duration_s: Option<f64>) -> Result<()> {
-    let cfg = load(&config)?;
+async fn run(config: PathBuf, duration_s: Option<f64>, exam: (Option<String>, Option<String>, Option<u32>)) -> Result<()> {
+    let mut cfg = load(&config)?;
+    let e = &mut cfg.video.exam;
+    if let Some(n) = exam.0 {
+        e.number = n;
+    }
+    if let Some(s) = exam.1 {
+        e.sex = s;
+    }
+    if let Some(a) = exam.2 {
+        e.age = a;
+    }
     let tower = Tower::start(cfg).await.context("starting the tower")?;
     let watch_root = async {
         loop {
@@ -109,33 +163,60 @@ fn bench_cmd(name: &str, quick: bool, json: bool, config: PathBuf) -> Result<()>
     let cfg = load(&config)?;
     let report = match name {
         "interlock" => bench::interlock::run(cfg, quick)?,
-        other => bail!("unknown benchmark {other:?}; available: interlock"),
+        "video" => bench::video::video(cfg, quick)?,
+        "annotation" => bench::video::annotation(cfg, quick)?,
+        "restart" => bench::video::restart(cfg, quick)?,
+        other => bail!("unknown benchmark {other:?}; available: interlock, video, annotation, restart"),
     };
     report.print(json);
     Ok(())
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("building the tokio runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the tokio runtime")?;
     match cli.cmd {
-        Cmd::Run { config, duration_s } => rt.block_on(run(config, duration_s)),
+        Cmd::Run { config, duration_s, exam_number, exam_sex, exam_age } => {
+            rt.block_on(run(config, duration_s, (exam_number, exam_sex, exam_age)))
+        }
         Cmd::CheckConfig { file } => {
             load(&file)?;
             println!("{}: ok", file.display());
             Ok(())
         }
         Cmd::Sim { config } => rt.block_on(sim(config)),
-        Cmd::Bench {
-            name,
-            quick,
-            json,
-            config,
-        } => bench_cmd(&name, quick, json, config),
+        Cmd::Bench { name, quick, json, config } => bench_cmd(&name, quick, json, config),
         Cmd::Registers => {
             print!("{}", endotower_actors::registers::markdown());
+            Ok(())
+        }
+        Cmd::Eval { name, frames, seed, json, config } => {
+            let cfg = load(&config)?;
+            match name.as_str() {
+                "detector" => {
+                    let r = crate::eval::detector(&cfg, frames, seed)?;
+                    if json {
+                        println!("{}", serde_json::to_string(&r)?);
+                    } else {
+                        println!(
+                            "detector on {} held-out frames (seed {}): recall {:.3} precision {:.3} (clear/frozen frames)",
+                            r.frames, r.seed, r.recall, r.precision
+                        );
+                        println!("  motion-blurred frames: recall {:.3} precision {:.3}", r.blurred.recall(), r.blurred.precision());
+                        for (n, c) in &r.per_class {
+                            println!("  {n:<13} truths {:>5} recall {:.3} precision {:.3}", c.truths, c.recall(), c.precision());
+                        }
+                        println!("  mean inference {:.2} ms", r.mean_inference_ms);
+                    }
+                    Ok(())
+                }
+                other => bail!("unknown evaluation {other:?}; available: detector"),
+            }
+        }
+        Cmd::Dataset { out, frames, seed, size, stride } => {
+            let size = parse_size(&size)?;
+            let cfg = endotower_sim::video::SyntheticConfig { seed, ..Default::default() };
+            let n = crate::dataset::write(&out, cfg, frames, size, stride)?;
+            println!("{}: {n} frames", out.display());
             Ok(())
         }
     }
@@ -145,11 +226,7 @@ fn dispatch(cli: Cli) -> Result<()> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // A benchmark prints its report; its per-event logs would drown it.
-    let default_filter = if matches!(cli.cmd, Cmd::Bench { .. }) {
-        "warn,endotower_actors::events=off"
-    } else {
-        "info"
-    };
+    let default_filter = if matches!(cli.cmd, Cmd::Bench { .. }) { "warn,endotower_actors::events=off" } else { "info" };
     logging::init(cli.log_format, default_filter);
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,14 +4,22 @@
 //!
 //! - [`tower_config`]: the whole-tower config (file + environment), validated.
 //! - [`tree`]: the supervision tree, declared in one place.
+//! - [`video_config`]: the `[video]` section (source, analysis, inference).
+//! - [`video_source`]: builds the frame source from config.
 //! - [`tower`]: starting, inspecting and stopping a running tower.
 //! - [`logging`]: tracing-subscriber set-up (human or JSON, `RUST_LOG`).
 //! - [`cli`]: the `endotower` command line.
 //! - [`bench`]: `endotower bench <NAME> [--quick] [--json]`.
+//! - [`dataset`]: `endotower dataset`, training data from the synthetic source.
+//! - [`eval`]: `endotower eval detector`, accuracy on a held-out synthetic set.
 
 pub mod bench;
 pub mod cli;
+pub mod dataset;
+pub mod eval;
 pub mod logging;
 pub mod tower;
 pub mod tower_config;
 pub mod tree;
+pub mod video_config;
+pub mod video_source;

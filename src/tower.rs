@@ -11,6 +11,8 @@ use endotower_actors::events::EventBus;
 use endotower_actors::safety_actor::SafetySlot;
 use endotower_actors::setpoints::Setpoints;
 use endotower_actors::supervisor::{ChildStatus, Supervisor, SupervisorMsg};
+use endotower_actors::video::capture::SourceFactory;
+use endotower_actors::video::channels::VideoChannels;
 use endotower_sim::{Device, SimEndpoints, SimError, SimHost};
 use ractor::{ActorCell, ActorRef, ActorStatus};
 use std::net::SocketAddr;
@@ -36,6 +38,7 @@ pub struct Tower {
     setpoints: Setpoints,
     channels: DeviceChannels,
     safety: SafetySlot,
+    video: VideoChannels,
 }
 
 fn device_links(cfg: &mut TowerConfig, dev: Device) -> [&mut LinkConfig; 2] {
@@ -62,9 +65,7 @@ pub fn start_simulators(cfg: &mut TowerConfig) -> Result<SimHost, TowerError> {
             let Transport::Tcp { addr } = &link.transport else {
                 continue;
             };
-            let parsed: SocketAddr = addr
-                .parse()
-                .map_err(|_| ConfigError::new("transport.addr", addr, "a socket address"))?;
+            let parsed: SocketAddr = addr.parse().map_err(|_| ConfigError::new("transport.addr", addr, "a socket address"))?;
             // The same fixed address twice shares one listener; port 0 means a free port each.
             let pos = match mine.iter().position(|a| a == addr && parsed.port() != 0) {
                 Some(p) => p,
@@ -80,9 +81,7 @@ pub fn start_simulators(cfg: &mut TowerConfig) -> Result<SimHost, TowerError> {
     let host = SimHost::start(cfg.sim.model.clone(), endpoints)?;
     for (dev, i, pos) in assign {
         if let Some(addr) = host.tcp_addrs(dev).get(pos) {
-            device_links(cfg, dev)[i].transport = Transport::Tcp {
-                addr: addr.to_string(),
-            };
+            device_links(cfg, dev)[i].transport = Transport::Tcp { addr: addr.to_string() };
         }
     }
     Ok(host)
@@ -90,28 +89,31 @@ pub fn start_simulators(cfg: &mut TowerConfig) -> Result<SimHost, TowerError> {
 
 impl Tower {
     /// Validate the config, start the simulators if embedded, then the tree.
-    pub async fn start(mut cfg: TowerConfig) -> Result<Tower, TowerError> {
+    pub async fn start(cfg: TowerConfig) -> Result<Tower, TowerError> {
+        let source = crate::video_source::factory(&cfg.video.source);
+        Self::start_with_source(cfg, source).await
+    }
+
+    /// As [`Tower::start`], with the video frames from `source` instead of
+    /// the configured one (tests and tools that need the ground truth).
+    pub async fn start_with_source(mut cfg: TowerConfig, source: SourceFactory) -> Result<Tower, TowerError> {
         cfg.validate()?;
-        let sim = if cfg.sim.embedded {
-            Some(start_simulators(&mut cfg)?)
-        } else {
-            None
-        };
+        let sim = if cfg.sim.embedded { Some(start_simulators(&mut cfg)?) } else { None };
         let events = EventBus::default();
         let d = &cfg.devices;
-        let setpoints = Setpoints::new(
-            d.insufflator.set_pressure_mmhg,
-            d.insufflator.set_flow_lpm,
-            d.light.intensity_pct,
-        );
+        let setpoints = Setpoints::new(d.insufflator.set_pressure_mmhg, d.insufflator.set_flow_lpm, d.light.intensity_pct);
         let channels = DeviceChannels::default();
         let safety = SafetySlot::default();
+        let video = VideoChannels::default();
+        video.exam.send_replace(cfg.video.exam.clone());
         let ctx = Arc::new(TreeContext {
             cfg: cfg.clone(),
             events: events.clone(),
             setpoints: setpoints.clone(),
             channels: channels.clone(),
             safety: safety.clone(),
+            video: video.clone(),
+            source,
         });
         let root = match Supervisor::spawn(root_spec(ctx), None).await {
             Ok(r) => r,
@@ -121,15 +123,7 @@ impl Tower {
             }
         };
         tracing::info!(tower = %cfg.tower.id, set_pressure = d.insufflator.set_pressure_mmhg, intensity = d.light.intensity_pct, "tower started");
-        Ok(Tower {
-            cfg,
-            root,
-            sim,
-            events,
-            setpoints,
-            channels,
-            safety,
-        })
+        Ok(Tower { cfg, root, sim, events, setpoints, channels, safety, video })
     }
 
     /// The config in force (with the bound simulator addresses).
@@ -148,6 +142,9 @@ impl Tower {
     pub fn safety(&self) -> &SafetySlot {
         &self.safety
     }
+    pub fn video(&self) -> &VideoChannels {
+        &self.video
+    }
     pub fn sim(&self) -> Option<&SimHost> {
         self.sim.as_ref()
     }
@@ -164,8 +161,7 @@ impl Tower {
 
     /// Send a test hook to a device actor (`insufflator`, `light`, ...).
     pub fn inject(&self, device: &str, msg: DeviceMsg) -> bool {
-        self.actor(device)
-            .is_some_and(|c| c.send_message(msg).is_ok())
+        self.actor(device).is_some_and(|c| c.send_message(msg).is_ok())
     }
 
     /// Per-child status of a supervisor (`root` or `devices`).
@@ -176,31 +172,15 @@ impl Tower {
     }
 
     /// Submit a command through the validated command path.
-    pub async fn submit(
-        &self,
-        source: CommandSource,
-        command: Command,
-    ) -> Option<Result<Applied, Rejection>> {
+    pub async fn submit(&self, source: CommandSource, command: Command) -> Option<Result<Applied, Rejection>> {
         let cell = self.actor("commands")?;
         let r: ActorRef<CommandMsg> = cell.into();
-        ractor::call_t!(
-            r,
-            |reply| CommandMsg::Submit {
-                source,
-                command,
-                reply
-            },
-            1000
-        )
-        .ok()
+        ractor::call_t!(r, |reply| CommandMsg::Submit { source, command, reply }, 1000).ok()
     }
 
     /// Stop the tree, then the safety island, then the simulators.
     pub async fn shutdown(self) {
-        let _ = self
-            .root
-            .stop_and_wait(Some("tower shutdown".into()), Some(Duration::from_secs(5)))
-            .await;
+        let _ = self.root.stop_and_wait(Some("tower shutdown".into()), Some(Duration::from_secs(5))).await;
         self.safety.shutdown();
         if let Some(sim) = self.sim {
             sim.stop();

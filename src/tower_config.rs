@@ -2,11 +2,9 @@
 //! `ENDOTOWER__SECTION__KEY` environment overrides, deserialised with the exact
 //! path of any bad field, then validated section by section.
 
+use crate::video_config::VideoConfig;
 use endotower_actors::camera::CameraConfig;
-use endotower_actors::config::{
-    check_int, ConfigError, InsufflatorConfig, LightConfig, LimitsConfig, SafetyConfig,
-    SimpleDeviceConfig,
-};
+use endotower_actors::config::{check_int, ConfigError, InsufflatorConfig, LightConfig, LimitsConfig, SafetyConfig, SimpleDeviceConfig};
 use endotower_actors::supervisor::{ChildPolicy, SupervisorPolicy};
 use endotower_sim::SimConfig;
 use serde::{Deserialize, Serialize};
@@ -45,6 +43,13 @@ pub struct ChildPolicies {
     pub light: ChildPolicy,
     pub camera: ChildPolicy,
     pub pedal: ChildPolicy,
+    pub video: ChildPolicy,
+    pub capture: ChildPolicy,
+    pub display: ChildPolicy,
+    pub analysis: ChildPolicy,
+    pub selector: ChildPolicy,
+    pub inference: ChildPolicy,
+    pub archive: ChildPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +57,8 @@ pub struct ChildPolicies {
 pub struct SupervisionConfig {
     pub root: SupervisorPolicy,
     pub devices: SupervisorPolicy,
+    pub video: SupervisorPolicy,
+    pub analysis: SupervisorPolicy,
     pub children: ChildPolicies,
 }
 
@@ -73,6 +80,7 @@ pub struct TowerConfig {
     pub supervision: SupervisionConfig,
     pub devices: DevicesConfig,
     pub safety: SafetyConfig,
+    pub video: VideoConfig,
     pub sim: SimSection,
 }
 
@@ -92,30 +100,15 @@ impl TowerConfig {
     pub fn load(file: &Path) -> Result<Self, ConfigLoadError> {
         let shown = file.display().to_string();
         if !file.is_file() {
-            return Err(ConfigLoadError::Read {
-                file: shown,
-                message: "no such file".into(),
-            });
+            return Err(ConfigLoadError::Read { file: shown, message: "no such file".into() });
         }
         let raw = config::Config::builder()
             .add_source(config::File::from(file).format(config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix("ENDOTOWER")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
+            .add_source(config::Environment::with_prefix("ENDOTOWER").prefix_separator("__").separator("__").try_parsing(true))
             .build()
-            .map_err(|e| ConfigLoadError::Read {
-                file: shown.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| ConfigLoadError::Read { file: shown.clone(), message: e.to_string() })?;
         // Through serde_json so every error carries the exact field path.
-        let value: serde_json::Value =
-            raw.try_deserialize().map_err(|e| ConfigLoadError::Read {
-                file: shown,
-                message: e.to_string(),
-            })?;
+        let value: serde_json::Value = raw.try_deserialize().map_err(|e| ConfigLoadError::Read { file: shown, message: e.to_string() })?;
         Self::from_value(value)
     }
 
@@ -124,54 +117,31 @@ impl TowerConfig {
         let raw = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .build()
-            .map_err(|e| ConfigLoadError::Read {
-                file: "<string>".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| ConfigLoadError::Read { file: "<string>".into(), message: e.to_string() })?;
         let value: serde_json::Value =
-            raw.try_deserialize().map_err(|e| ConfigLoadError::Read {
-                file: "<string>".into(),
-                message: e.to_string(),
-            })?;
+            raw.try_deserialize().map_err(|e| ConfigLoadError::Read { file: "<string>".into(), message: e.to_string() })?;
         Self::from_value(value)
     }
 
     fn from_value(value: serde_json::Value) -> Result<Self, ConfigLoadError> {
-        let cfg: TowerConfig =
-            serde_path_to_error::deserialize(value).map_err(|e| ConfigLoadError::Field {
-                path: e.path().to_string(),
-                message: e.into_inner().to_string(),
-            })?;
+        let cfg: TowerConfig = serde_path_to_error::deserialize(value)
+            .map_err(|e| ConfigLoadError::Field { path: e.path().to_string(), message: e.into_inner().to_string() })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Semantic checks, each naming its field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.tower.id.is_empty()
-            || !self
-                .tower
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(ConfigError::new(
-                "tower.id",
-                format!("{:?}", self.tower.id),
-                "a non-empty id of letters, digits, '-' or '_'",
-            ));
+        if self.tower.id.is_empty() || !self.tower.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ConfigError::new("tower.id", format!("{:?}", self.tower.id), "a non-empty id of letters, digits, '-' or '_'"));
         }
-        check_int(
-            "tower.status_interval_ms",
-            self.tower.status_interval_ms,
-            50,
-            3_600_000,
-            "ms",
-        )?;
+        check_int("tower.status_interval_ms", self.tower.status_interval_ms, 50, 3_600_000, "ms")?;
         self.limits.validate("limits")?;
         let s = &self.supervision;
         s.root.validate("supervision.root")?;
         s.devices.validate("supervision.devices")?;
+        s.video.validate("supervision.video")?;
+        s.analysis.validate("supervision.analysis")?;
         let c = &s.children;
         for (name, p) in [
             ("safety", &c.safety),
@@ -182,20 +152,23 @@ impl TowerConfig {
             ("light", &c.light),
             ("camera", &c.camera),
             ("pedal", &c.pedal),
+            ("video", &c.video),
+            ("capture", &c.capture),
+            ("display", &c.display),
+            ("analysis", &c.analysis),
+            ("selector", &c.selector),
+            ("inference", &c.inference),
+            ("archive", &c.archive),
         ] {
             p.validate(&format!("supervision.children.{name}"))?;
         }
-        self.devices
-            .insufflator
-            .validate("devices.insufflator", &self.limits)?;
+        self.devices.insufflator.validate("devices.insufflator", &self.limits)?;
         self.devices.light.validate("devices.light", &self.limits)?;
         self.devices.camera.validate("devices.camera")?;
         self.devices.pedal.validate("devices.pedal")?;
         self.safety.validate("safety")?;
-        self.sim
-            .model
-            .validate()
-            .map_err(|e| ConfigError::new("sim.model", e.to_string(), "a valid simulator model"))?;
+        self.video.validate("video")?;
+        self.sim.model.validate().map_err(|e| ConfigError::new("sim.model", e.to_string(), "a valid simulator model"))?;
         Ok(())
     }
 }
@@ -215,18 +188,14 @@ mod tests {
 
     #[test]
     fn wrong_type_names_the_field_path() {
-        let t =
-            default_text().replace("set_pressure_mmhg = 12.0", "set_pressure_mmhg = \"twelve\"");
+        let t = default_text().replace("set_pressure_mmhg = 12.0", "set_pressure_mmhg = \"twelve\"");
         let e = TowerConfig::from_toml(&t).unwrap_err().to_string();
         assert!(e.contains("devices.insufflator.set_pressure_mmhg"), "{e}");
     }
 
     #[test]
     fn unknown_field_is_an_error_naming_it() {
-        let t = default_text().replace(
-            "set_pressure_mmhg = 12.0",
-            "set_pressure_mmhg = 12.0\nset_presure_mmhg = 12.0",
-        );
+        let t = default_text().replace("set_pressure_mmhg = 12.0", "set_pressure_mmhg = 12.0\nset_presure_mmhg = 12.0");
         let e = TowerConfig::from_toml(&t).unwrap_err().to_string();
         assert!(e.contains("set_presure_mmhg"), "{e}");
     }
@@ -235,10 +204,7 @@ mod tests {
     fn out_of_limits_setpoint_names_field_value_and_range() {
         let t = default_text().replace("set_pressure_mmhg = 12.0", "set_pressure_mmhg = 40.0");
         let e = TowerConfig::from_toml(&t).unwrap_err().to_string();
-        assert!(
-            e.contains("`devices.insufflator.set_pressure_mmhg` = 40"),
-            "{e}"
-        );
+        assert!(e.contains("`devices.insufflator.set_pressure_mmhg` = 40"), "{e}");
         assert!(e.contains("3 ..= 25"), "{e}");
     }
 }

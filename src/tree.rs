@@ -10,10 +10,15 @@
 //! │  ├─ camera        Modbus link + camera settings and status
 //! │  └─ pedal         Modbus link + press events
 //! ├─ commands         the single validated command path
-//! └─ status           status lines in the log
+//! ├─ status           status lines in the log
+//! └─ video            one_for_one, meltdown -> contained (never the safe state)
+//!    ├─ capture       source -> frames channel, own thread
+//!    ├─ display       latest-wins sink, never waits on analysis
+//!    └─ analysis      one_for_one, meltdown -> contained
+//!       ├─ selector   quality gate, freeze, pedal > freeze > auto, one in flight
+//!       └─ inference  ONNX Runtime worker thread, deadline, "AI offline" while down
 //! ```
-//! The video path (issue 3) and telemetry (issue 5) plug in as further
-//! children of `root`.
+//! Telemetry (issue 5) plugs in as a further child of `root`.
 
 use crate::tower_config::TowerConfig;
 use endotower_actors::camera::CameraControl;
@@ -27,9 +32,13 @@ use endotower_actors::pedal::PedalControl;
 use endotower_actors::safety_actor::{SafetyActor, SafetyArgs, SafetySlot};
 use endotower_actors::setpoints::Setpoints;
 use endotower_actors::status_reporter::{StatusArgs, StatusReporter};
-use endotower_actors::supervisor::{
-    ChildPolicy, ChildSpec, Liveness, MeltdownHook, Supervisor, SupervisorSpec,
-};
+use endotower_actors::supervisor::{ChildPolicy, ChildSpec, Liveness, MeltdownHook, Supervisor, SupervisorSpec};
+use endotower_actors::video::analysis::{AnalysisActor, AnalysisArgs};
+use endotower_actors::video::archive::{ArchiveActor, ArchiveArgs};
+use endotower_actors::video::capture::{CaptureActor, CaptureArgs, SourceFactory};
+use endotower_actors::video::channels::VideoChannels;
+use endotower_actors::video::display_sink::{DisplayActor, DisplayArgs};
+use endotower_actors::video::inference::{InferenceActor, InferenceArgs};
 use ractor::Actor;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +50,8 @@ pub struct TreeContext {
     pub setpoints: Setpoints,
     pub channels: DeviceChannels,
     pub safety: SafetySlot,
+    pub video: VideoChannels,
+    pub source: SourceFactory,
 }
 
 impl TreeContext {
@@ -55,12 +66,7 @@ impl TreeContext {
         let events = self.events.clone();
         Arc::new(move |supervisor, reason| {
             setpoints.enter_safe_state();
-            events.raise(
-                "tower",
-                "SAFE_STATE",
-                Severity::High,
-                format!("tower safe state after {supervisor} meltdown: {reason}"),
-            );
+            events.raise("tower", "SAFE_STATE", Severity::High, format!("tower safe state after {supervisor} meltdown: {reason}"));
         })
     }
 }
@@ -82,11 +88,7 @@ where
         start: Arc::new(move |sup| {
             let (actor, args) = make(&ctx, beat.clone());
             let name = actor_name.clone();
-            Box::pin(async move {
-                Actor::spawn_linked(Some(name), actor, args, sup)
-                    .await
-                    .map(|(r, _)| r.get_cell())
-            })
+            Box::pin(async move { Actor::spawn_linked(Some(name), actor, args, sup).await.map(|(r, _)| r.get_cell()) })
         }),
     }
 }
@@ -125,18 +127,8 @@ fn devices_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
                 ctx,
                 "insufflator",
                 &p.insufflator,
-                |c| {
-                    (
-                        c.devices.insufflator.link.clone(),
-                        c.devices.insufflator.poll_hz,
-                    )
-                },
-                |c| {
-                    InsufflatorControl::new(
-                        c.cfg.devices.insufflator.clone(),
-                        c.channels.insufflator.clone(),
-                    )
-                },
+                |c| (c.devices.insufflator.link.clone(), c.devices.insufflator.poll_hz),
+                |c| InsufflatorControl::new(c.cfg.devices.insufflator.clone(), c.channels.insufflator.clone()),
             ),
             device(
                 ctx,
@@ -150,12 +142,7 @@ fn devices_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
                 "camera",
                 &p.camera,
                 |c| (c.devices.camera.link.clone(), c.devices.camera.poll_hz),
-                |c| {
-                    CameraControl::new(
-                        c.cfg.devices.camera.settings.clone(),
-                        c.channels.camera.clone(),
-                    )
-                },
+                |c| CameraControl::new(c.cfg.devices.camera.settings.clone(), c.channels.camera.clone()),
             ),
             device(
                 ctx,
@@ -168,18 +155,91 @@ fn devices_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
     }
 }
 
+/// A nested supervisor as a child (a supervisor has no liveness beat).
+fn supervisor_child(name: &str, policy: &ChildPolicy, make: Arc<dyn Fn() -> SupervisorSpec + Send + Sync>) -> ChildSpec {
+    let mut policy = policy.clone();
+    policy.hang_timeout_ms = None;
+    ChildSpec { name: name.into(), policy, liveness: None, start: Supervisor::child_start(make) }
+}
+
+fn analysis_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
+    let p = &ctx.cfg.supervision.children;
+    SupervisorSpec {
+        name: ctx.actor_name("analysis"),
+        policy: ctx.cfg.supervision.analysis.clone(),
+        events: ctx.events.clone(),
+        on_meltdown: None,
+        children: vec![
+            child(ctx, "selector", &p.selector, |c, liveness| {
+                let v = &c.video;
+                let args = AnalysisArgs {
+                    cfg: c.cfg.video.analysis.clone(),
+                    frames: v.frames.subscribe(),
+                    pedal: c.channels.pedal_presses.subscribe(),
+                    ai: v.ai.clone(),
+                    inference: c.actor_name("inference"),
+                    stats: v.analysis.clone(),
+                    picks: v.picks.clone(),
+                    liveness,
+                };
+                (AnalysisActor, args)
+            }),
+            child(ctx, "inference", &p.inference, |c, liveness| {
+                let args = InferenceArgs {
+                    cfg: c.cfg.video.inference.clone(),
+                    channels: c.video.ai.clone(),
+                    events: c.events.clone(),
+                    liveness,
+                    hooks: c.video.inference_hooks.clone(),
+                };
+                (InferenceActor, args)
+            }),
+        ],
+    }
+}
+
+fn video_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
+    let p = &ctx.cfg.supervision.children;
+    let analysis_ctx = ctx.clone();
+    SupervisorSpec {
+        name: ctx.actor_name("video"),
+        policy: ctx.cfg.supervision.video.clone(),
+        events: ctx.events.clone(),
+        on_meltdown: None,
+        children: vec![
+            child(ctx, "capture", &p.capture, |c, liveness| {
+                let args =
+                    CaptureArgs { source: c.source.clone(), frames: c.video.frames.clone(), stats: c.video.capture.clone(), liveness };
+                (CaptureActor, args)
+            }),
+            child(ctx, "display", &p.display, |c, liveness| {
+                let args = DisplayArgs { frames: c.video.frames.subscribe(), stats: c.video.display.clone(), liveness };
+                (DisplayActor, args)
+            }),
+            supervisor_child("analysis", &p.analysis, Arc::new(move || analysis_spec(&analysis_ctx))),
+            ChildSpec {
+                liveness: None, // idle between presses
+                ..child(ctx, "archive", &p.archive, |c, _| {
+                    let args = ArchiveArgs {
+                        cfg: c.cfg.video.archive.clone(),
+                        exam: c.video.exam.subscribe(),
+                        picks: c.video.picks.subscribe(),
+                        results: c.video.ai.result.subscribe(),
+                        events: c.events.clone(),
+                    };
+                    (ArchiveActor, args)
+                })
+            },
+        ],
+    }
+}
+
 /// The root supervisor's spec: the whole tree.
 pub fn root_spec(ctx: Arc<TreeContext>) -> SupervisorSpec {
     let p = &ctx.cfg.supervision.children;
     let devices_ctx = ctx.clone();
-    let mut devices = ChildSpec {
-        name: "devices".into(),
-        policy: p.devices.clone(),
-        liveness: None,
-        start: Supervisor::child_start(Arc::new(move || devices_spec(&devices_ctx))),
-    };
-    devices.policy.hang_timeout_ms = None; // a supervisor has no beat of its own
-    SupervisorSpec {
+    let devices = supervisor_child("devices", &p.devices, Arc::new(move || devices_spec(&devices_ctx)));
+    let mut spec = SupervisorSpec {
         name: ctx.actor_name("root"),
         policy: ctx.cfg.supervision.root.clone(),
         events: ctx.events.clone(),
@@ -200,17 +260,14 @@ pub fn root_spec(ctx: Arc<TreeContext>) -> SupervisorSpec {
                 // Idle between commands, so it has no liveness beat to watch.
                 liveness: None,
                 ..child(&ctx, "commands", &p.commands, |c, _| {
-                    let args = CommandArgs {
-                        limits: c.cfg.limits.clone(),
-                        setpoints: c.setpoints.clone(),
-                        events: c.events.clone(),
-                    };
+                    let args = CommandArgs { limits: c.cfg.limits.clone(), setpoints: c.setpoints.clone(), events: c.events.clone() };
                     (CommandActor, args)
                 })
             },
             child(&ctx, "status", &p.status, |c, liveness| {
                 let args = StatusArgs {
                     channels: c.channels.clone(),
+                    video: c.cfg.video.enabled.then(|| c.video.clone()),
                     events: c.events.clone(),
                     interval: Duration::from_millis(c.cfg.tower.status_interval_ms),
                     liveness,
@@ -218,5 +275,10 @@ pub fn root_spec(ctx: Arc<TreeContext>) -> SupervisorSpec {
                 (StatusReporter, args)
             }),
         ],
+    };
+    if ctx.cfg.video.enabled {
+        let video_ctx = ctx.clone();
+        spec.children.push(supervisor_child("video", &p.video, Arc::new(move || video_spec(&video_ctx))));
     }
+    spec
 }

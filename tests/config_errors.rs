@@ -9,19 +9,12 @@ fn endotower(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         c.env(k, v);
     }
     let out = c.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
-    )
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout))
 }
 
 fn write_conf(name: &str, from: &str, to: &str) -> std::path::PathBuf {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/tower.toml")).unwrap();
-    assert!(
-        text.contains(from),
-        "fixture text {from:?} not in conf/tower.toml"
-    );
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/tower.toml")).unwrap();
+    assert!(text.contains(from), "fixture text {from:?} not in conf/tower.toml");
     let p = std::env::temp_dir().join(format!("endotower-{}-{name}.toml", std::process::id()));
     std::fs::write(&p, text.replace(from, to)).unwrap();
     p
@@ -38,20 +31,13 @@ fn out_of_range_value_names_field_value_and_expectation() {
     let p = write_conf("range", "period_us = 2000", "period_us = 10");
     let (ok, out) = endotower(&["check-config", p.to_str().unwrap()], &[]);
     assert!(!ok);
-    assert!(
-        out.contains("`safety.period_us` = 10: expected an integer in 500 ..= 100000 us"),
-        "{out}"
-    );
+    assert!(out.contains("`safety.period_us` = 10: expected an integer in 500 ..= 100000 us"), "{out}");
     let _ = std::fs::remove_file(p);
 }
 
 #[test]
 fn wrong_type_and_typo_name_the_field_path() {
-    let p = write_conf(
-        "type",
-        "poll_hz = 50.0\nintensity_pct = 80.0",
-        "poll_hz = \"fast\"\nintensity_pct = 80.0",
-    );
+    let p = write_conf("type", "poll_hz = 50.0\nintensity_pct = 80.0", "poll_hz = \"fast\"\nintensity_pct = 80.0");
     let (ok, out) = endotower(&["check-config", p.to_str().unwrap()], &[]);
     assert!(!ok);
     assert!(out.contains("devices.light.poll_hz"), "{out}");
@@ -65,19 +51,10 @@ fn wrong_type_and_typo_name_the_field_path() {
 
 #[test]
 fn environment_override_is_validated_like_the_file() {
-    let (ok, out) = endotower(
-        &["check-config", "conf/tower.toml"],
-        &[("ENDOTOWER__DEVICES__INSUFFLATOR__SET_PRESSURE_MMHG", "35")],
-    );
+    let (ok, out) = endotower(&["check-config", "conf/tower.toml"], &[("ENDOTOWER__DEVICES__INSUFFLATOR__SET_PRESSURE_MMHG", "35")]);
     assert!(!ok);
-    assert!(
-        out.contains("`devices.insufflator.set_pressure_mmhg` = 35"),
-        "{out}"
-    );
-    let (ok, out) = endotower(
-        &["check-config", "conf/tower.toml"],
-        &[("ENDOTOWER__DEVICES__INSUFFLATOR__SET_PRESSURE_MMHG", "14")],
-    );
+    assert!(out.contains("`devices.insufflator.set_pressure_mmhg` = 35"), "{out}");
+    let (ok, out) = endotower(&["check-config", "conf/tower.toml"], &[("ENDOTOWER__DEVICES__INSUFFLATOR__SET_PRESSURE_MMHG", "14")]);
     assert!(ok, "{out}");
 }
 
@@ -85,9 +62,6 @@ fn environment_override_is_validated_like_the_file() {
 fn missing_config_file_is_a_clear_error_not_a_panic() {
     let (ok, out) = endotower(&["run", "--config", "/nonexistent/tower.toml"], &[]);
     assert!(!ok);
-    assert!(
-        out.contains("/nonexistent/tower.toml") && out.contains("no such file"),
-        "{out}"
-    );
+    assert!(out.contains("/nonexistent/tower.toml") && out.contains("no such file"), "{out}");
     assert!(!out.contains("panicked"), "{out}");
 }

@@ -17,26 +17,14 @@ async fn pid_settles_the_led_current_on_the_intensity_setpoint_and_follows_a_cha
         let s = sim.light();
         (s.current_ma - want).abs() <= 0.02 * want
     };
-    assert!(
-        wait_for(Duration::from_secs(15), || settled(1120.0)).await,
-        "{:?}",
-        sim.light()
-    );
+    assert!(wait_for(Duration::from_secs(15), || settled(1120.0)).await, "{:?}", sim.light());
     // Stays there for a second (not just passing through).
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(settled(1120.0), "{:?}", sim.light());
     }
-    tower
-        .submit(CommandSource::Hmi, Command::SetIntensity { pct: 40.0 })
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        wait_for(Duration::from_secs(15), || settled(560.0)).await,
-        "{:?}",
-        sim.light()
-    );
+    tower.submit(CommandSource::Hmi, Command::SetIntensity { pct: 40.0 }).await.unwrap().unwrap();
+    assert!(wait_for(Duration::from_secs(15), || settled(560.0)).await, "{:?}", sim.light());
     tower.shutdown().await;
 }
 
@@ -44,24 +32,13 @@ async fn pid_settles_the_led_current_on_the_intensity_setpoint_and_follows_a_cha
 async fn hz004_led_over_temperature_switches_the_led_off() {
     let tower = Tower::start(test_config()).await.unwrap();
     let sim = tower.sim().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(10), || sim.light().led_on).await,
-        "{:?}",
-        sim.light()
-    );
+    assert!(wait_for(Duration::from_secs(10), || sim.light().led_on).await, "{:?}", sim.light());
     sim.set_led_temp(90.0);
-    assert!(
-        wait_for(Duration::from_secs(5), || sim.light().safety_cap == 0).await,
-        "{:?}",
-        sim.light()
-    );
+    assert!(wait_for(Duration::from_secs(5), || sim.light().safety_cap == 0).await, "{:?}", sim.light());
     assert!(wait_for(Duration::from_secs(5), || !sim.light().led_on).await);
     assert!(tower.events().is_active("safety", "HZ-004"));
     assert!(
-        wait_for(Duration::from_secs(5), || tower
-            .events()
-            .is_active("light", "LED_OVER_TEMPERATURE"))
-        .await,
+        wait_for(Duration::from_secs(5), || tower.events().is_active("light", "LED_OVER_TEMPERATURE")).await,
         "control plane also saw it"
     );
     tower.shutdown().await;
@@ -72,16 +49,9 @@ async fn hz006_unreadable_led_temperature_caps_the_light() {
     let tower = Tower::start(test_config()).await.unwrap();
     let sim = tower.sim().unwrap();
     assert!(wait_for(Duration::from_secs(10), || sim.light().led_on).await);
-    sim.set_fault(
-        Device::Light,
-        Fault::SensorNan(endotower_sim::Channel::LedTemp),
-    );
+    sim.set_fault(Device::Light, Fault::SensorNan(endotower_sim::Channel::LedTemp));
     let cap = tower.config().safety.light_safe_cap_pct;
-    assert!(
-        wait_for(Duration::from_secs(5), || sim.light().safety_cap == cap).await,
-        "{:?}",
-        sim.light()
-    );
+    assert!(wait_for(Duration::from_secs(5), || sim.light().safety_cap == cap).await, "{:?}", sim.light());
     assert!(sim.light().drive_applied <= cap * 10);
     tower.shutdown().await;
 }

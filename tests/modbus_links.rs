@@ -13,14 +13,7 @@ use tokio_serial::SerialPort;
 
 fn tcp_sim() -> SimHost {
     let any = "127.0.0.1:0".parse().unwrap();
-    SimHost::start(
-        SimConfig::default(),
-        SimEndpoints {
-            tcp: Device::ALL.iter().map(|d| (*d, any)).collect(),
-            rtu: vec![],
-        },
-    )
-    .unwrap()
+    SimHost::start(SimConfig::default(), SimEndpoints { tcp: Device::ALL.iter().map(|d| (*d, any)).collect(), rtu: vec![] }).unwrap()
 }
 
 fn link_to(addr: std::net::SocketAddr) -> ModbusLink {
@@ -74,10 +67,7 @@ async fn exception_replies_degrade_the_link_and_name_the_exception() {
     assert_eq!(link.state(), LinkState::Degraded);
     // Writing a sensor register is refused by the device and reported.
     sim.clear_all_faults(Device::Insufflator);
-    assert!(matches!(
-        link.write_verified(ins::PRESSURE, &[1]).await,
-        Err(LinkError::Exception(_))
-    ));
+    assert!(matches!(link.write_verified(ins::PRESSURE, &[1]).await, Err(LinkError::Exception(_))));
     sim.stop();
 }
 
@@ -86,14 +76,8 @@ async fn hz011_after_a_tcp_timeout_the_link_reconnects_instead_of_reading_one_re
     let sim = tcp_sim();
     let mut link = link_to(sim.tcp_addrs(Device::Insufflator)[0]);
     link.read(0, 1).await.unwrap();
-    sim.set_fault(
-        Device::Insufflator,
-        Fault::ReplyDelay(Duration::from_millis(150)),
-    );
-    assert!(matches!(
-        link.read(ins::FLOW, 1).await,
-        Err(LinkError::Timeout(_))
-    ));
+    sim.set_fault(Device::Insufflator, Fault::ReplyDelay(Duration::from_millis(150)));
+    assert!(matches!(link.read(ins::FLOW, 1).await, Err(LinkError::Timeout(_))));
     sim.clear_all_faults(Device::Insufflator);
     tokio::time::sleep(Duration::from_millis(200)).await; // the late reply is sent by now
     sim.inject_pressure(17.0);
@@ -112,42 +96,24 @@ async fn hz011_after_an_rtu_timeout_a_late_reply_is_never_taken_for_the_next_req
     let path = slave.name().unwrap();
     let sim = SimHost::start(
         SimConfig::default(),
-        SimEndpoints {
-            tcp: vec![],
-            rtu: vec![RtuBus {
-                port: RtuPort::Stream(master),
-                devices: vec![(Device::Insufflator, 1)],
-            }],
-        },
+        SimEndpoints { tcp: vec![], rtu: vec![RtuBus { port: RtuPort::Stream(master), devices: vec![(Device::Insufflator, 1)] }] },
     )
     .unwrap();
     let mut cfg = LinkConfig::tcp("127.0.0.1:1", 1);
-    cfg.transport = Transport::Rtu {
-        path: path.clone(),
-        baud: 115_200,
-    };
+    cfg.transport = Transport::Rtu { path: path.clone(), baud: 115_200 };
     cfg.timeout_ms = 50;
     let mut link = ModbusLink::new("rtu-test", cfg);
     sim.inject_pressure(17.0);
     link.read(ins::PRESSURE, 1).await.unwrap();
-    sim.set_fault(
-        Device::Insufflator,
-        Fault::ReplyDelay(Duration::from_millis(120)),
-    );
+    sim.set_fault(Device::Insufflator, Fault::ReplyDelay(Duration::from_millis(120)));
     // FLOW reads 0 (valves closed); its reply arrives late.
-    assert!(matches!(
-        link.read(ins::FLOW, 1).await,
-        Err(LinkError::Timeout(_))
-    ));
+    assert!(matches!(link.read(ins::FLOW, 1).await, Err(LinkError::Timeout(_))));
     sim.clear_all_faults(Device::Insufflator);
     tokio::time::sleep(Duration::from_millis(200)).await;
     sim.inject_pressure(17.0);
     let p = link.read(ins::PRESSURE, 1).await.unwrap();
     let p = registers::decode_signed(p[0], 0.01).unwrap();
-    assert!(
-        (p - 17.0).abs() < 1.0,
-        "took the late FLOW reply ({p}) as the pressure"
-    );
+    assert!((p - 17.0).abs() < 1.0, "took the late FLOW reply ({p}) as the pressure");
     drop(slave);
     sim.stop();
 }
@@ -162,21 +128,13 @@ async fn the_insufflator_actor_runs_over_an_rtu_link_on_a_pseudo_terminal_pair()
         cfg.sim.model.clone(),
         SimEndpoints {
             tcp: Device::ALL.iter().map(|d| (*d, any)).collect(),
-            rtu: vec![RtuBus {
-                port: RtuPort::Stream(master),
-                devices: vec![(Device::Insufflator, 1)],
-            }],
+            rtu: vec![RtuBus { port: RtuPort::Stream(master), devices: vec![(Device::Insufflator, 1)] }],
         },
     )
     .unwrap();
-    let tcp = |d| Transport::Tcp {
-        addr: sim.tcp_addrs(d)[0].to_string(),
-    };
+    let tcp = |d| Transport::Tcp { addr: sim.tcp_addrs(d)[0].to_string() };
     cfg.sim.embedded = false;
-    cfg.devices.insufflator.link.transport = Transport::Rtu {
-        path,
-        baud: 115_200,
-    };
+    cfg.devices.insufflator.link.transport = Transport::Rtu { path, baud: 115_200 };
     cfg.devices.light.link.transport = tcp(Device::Light);
     cfg.devices.camera.link.transport = tcp(Device::Camera);
     cfg.devices.pedal.link.transport = tcp(Device::Pedal);
@@ -187,19 +145,14 @@ async fn the_insufflator_actor_runs_over_an_rtu_link_on_a_pseudo_terminal_pair()
     let tower = Tower::start(cfg).await.unwrap();
     let rx = tower.channels().insufflator.subscribe();
     assert!(
-        wait_for(Duration::from_secs(10), || rx.borrow().link
-            == LinkState::Connected
-            && rx.borrow().polls > 20)
-        .await,
+        wait_for(Duration::from_secs(10), || rx.borrow().link == LinkState::Connected && rx.borrow().polls > 20).await,
         "{:?}",
         *rx.borrow()
     );
     assert!(rx.borrow().pressure_mmhg.is_some());
     // Writes over RTU reach the device: it is inflating.
     assert!(
-        wait_for(Duration::from_secs(10), || sim.insufflator().shutoff_open
-            && sim.insufflator().flow_lpm > 1.0)
-        .await,
+        wait_for(Duration::from_secs(10), || sim.insufflator().shutoff_open && sim.insufflator().flow_lpm > 1.0).await,
         "{:?}",
         sim.insufflator()
     );

@@ -12,36 +12,18 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 async fn restarts(tower: &Tower, sup: &str, child: &str) -> u64 {
-    tower
-        .supervisor_status(sup)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.name == child)
-        .map_or(0, |c| c.restarts)
+    tower.supervisor_status(sup).await.unwrap_or_default().into_iter().find(|c| c.name == child).map_or(0, |c| c.restarts)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hz012_panicking_device_actor_is_restarted_and_polling_resumes() {
     let tower = Tower::start(test_config()).await.unwrap();
-    assert!(
-        wait_for(Duration::from_secs(10), || tower
-            .channels()
-            .insufflator
-            .borrow()
-            .polls
-            > 5)
-        .await
-    );
+    assert!(wait_for(Duration::from_secs(10), || tower.channels().insufflator.borrow().polls > 5).await);
     let before = tower.actor("insufflator").unwrap().get_id();
     assert!(tower.inject("insufflator", DeviceMsg::TestPanic));
     let mut restarted = false;
     for _ in 0..500 {
-        if restarts(&tower, "devices", "insufflator").await == 1
-            && tower
-                .actor("insufflator")
-                .is_some_and(|c| c.get_id() != before)
-        {
+        if restarts(&tower, "devices", "insufflator").await == 1 && tower.actor("insufflator").is_some_and(|c| c.get_id() != before) {
             restarted = true;
             break;
         }
@@ -50,30 +32,15 @@ async fn hz012_panicking_device_actor_is_restarted_and_polling_resumes() {
     assert!(restarted, "insufflator not restarted");
     // A fresh actor counts polls from zero: watch it count again.
     let rx = tower.channels().insufflator.subscribe();
-    assert!(
-        wait_for(Duration::from_secs(5), || rx.borrow().polls > 10).await,
-        "polling did not resume"
-    );
-    assert_eq!(
-        restarts(&tower, "devices", "light").await,
-        0,
-        "one_for_one leaves siblings alone"
-    );
+    assert!(wait_for(Duration::from_secs(5), || rx.borrow().polls > 10).await, "polling did not resume");
+    assert_eq!(restarts(&tower, "devices", "light").await, 0, "one_for_one leaves siblings alone");
     tower.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_device_actor_is_killed_and_restarted() {
     let tower = Tower::start(test_config()).await.unwrap();
-    assert!(
-        wait_for(Duration::from_secs(10), || tower
-            .channels()
-            .light
-            .borrow()
-            .polls
-            > 5)
-        .await
-    );
+    assert!(wait_for(Duration::from_secs(10), || tower.channels().light.borrow().polls > 5).await);
     assert!(tower.inject("light", DeviceMsg::TestHang(Duration::from_secs(60))));
     let mut ok = false;
     for _ in 0..500 {
@@ -95,15 +62,7 @@ async fn hz008_meltdown_reaches_the_safe_state() {
     cfg.supervision.children.insufflator.backoff_initial_ms = 10;
     let tower = Tower::start(cfg).await.unwrap();
     let sim = tower.sim().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(10), || tower
-            .channels()
-            .insufflator
-            .borrow()
-            .polls
-            > 5)
-        .await
-    );
+    assert!(wait_for(Duration::from_secs(10), || tower.channels().insufflator.borrow().polls > 5).await);
     // Three crashes within the window: the third restart exceeds 2. Each
     // crash is injected into a fresh actor (a dying actor drops its mailbox).
     for k in 1..=3u64 {
@@ -116,9 +75,7 @@ async fn hz008_meltdown_reaches_the_safe_state() {
         target.send_message(DeviceMsg::TestPanic).unwrap();
         let mut next = false;
         for _ in 0..500 {
-            if restarts(&tower, "devices", "insufflator").await >= k
-                || tower.setpoints().safe_state()
-            {
+            if restarts(&tower, "devices", "insufflator").await >= k || tower.setpoints().safe_state() {
                 next = true;
                 break;
             }
@@ -126,26 +83,13 @@ async fn hz008_meltdown_reaches_the_safe_state() {
         }
         assert!(next, "crash {k} not handled");
     }
-    assert!(
-        wait_for(Duration::from_secs(5), || tower.setpoints().safe_state()).await,
-        "no safe state"
-    );
-    assert!(tower
-        .events()
-        .active_alarms()
-        .iter()
-        .any(|(e, _)| e.code == "SAFE_STATE"));
-    assert!(tower
-        .events()
-        .active_alarms()
-        .iter()
-        .any(|(e, _)| e.code == "MELTDOWN"));
+    assert!(wait_for(Duration::from_secs(5), || tower.setpoints().safe_state()).await, "no safe state");
+    assert!(tower.events().active_alarms().iter().any(|(e, _)| e.code == "SAFE_STATE"));
+    assert!(tower.events().active_alarms().iter().any(|(e, _)| e.code == "MELTDOWN"));
     // The safety island holds the devices in safe outputs.
     let cap = tower.config().safety.light_safe_cap_pct;
     assert!(
-        wait_for(Duration::from_secs(5), || sim.insufflator().safety_cmd
-            & safety_cmd::INHIBIT_INFLOW
-            != 0
+        wait_for(Duration::from_secs(5), || sim.insufflator().safety_cmd & safety_cmd::INHIBIT_INFLOW != 0
             && sim.light().safety_cap == cap)
         .await
     );
@@ -160,23 +104,10 @@ async fn hz008_meltdown_reaches_the_safe_state() {
 async fn safety_actor_restart_leaves_the_island_running_without_a_gap() {
     let tower = Tower::start(test_config()).await.unwrap();
     let sim = tower.sim().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(10), || !sim
-            .failsafe(endotower_sim::Device::Insufflator))
-        .await
-    );
-    let cycles = || {
-        tower
-            .safety()
-            .with(|i| i.stats().cycles.load(Ordering::Relaxed))
-            .unwrap_or(0)
-    };
+    assert!(wait_for(Duration::from_secs(10), || !sim.failsafe(endotower_sim::Device::Insufflator)).await);
+    let cycles = || tower.safety().with(|i| i.stats().cycles.load(Ordering::Relaxed)).unwrap_or(0);
     let before = cycles();
-    tower
-        .actor("safety")
-        .unwrap()
-        .send_message(SafetyMsg::TestPanic)
-        .unwrap();
+    tower.actor("safety").unwrap().send_message(SafetyMsg::TestPanic).unwrap();
     let mut restarted = false;
     for _ in 0..300 {
         if restarts(&tower, "root", "safety").await == 1 {
@@ -197,26 +128,11 @@ async fn safety_actor_restart_leaves_the_island_running_without_a_gap() {
 async fn a_panic_inside_the_safety_island_cycle_is_caught_and_the_loop_goes_on() {
     let tower = Tower::start(test_config()).await.unwrap();
     let sim = tower.sim().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(10), || !sim
-            .failsafe(endotower_sim::Device::Insufflator))
-        .await
-    );
-    tower
-        .safety()
-        .with(|i| i.hooks().panic_next_cycle.store(true, Ordering::Relaxed));
-    assert!(
-        wait_for(Duration::from_secs(5), || tower
-            .safety()
-            .with(|i| i.stats().caught_panics.load(Ordering::Relaxed))
-            == Some(1))
-        .await
-    );
+    assert!(wait_for(Duration::from_secs(10), || !sim.failsafe(endotower_sim::Device::Insufflator)).await);
+    tower.safety().with(|i| i.hooks().panic_next_cycle.store(true, Ordering::Relaxed));
+    assert!(wait_for(Duration::from_secs(5), || tower.safety().with(|i| i.stats().caught_panics.load(Ordering::Relaxed)) == Some(1)).await);
     sim.inject_pressure(25.0);
-    assert!(
-        wait_for(Duration::from_secs(5), || sim.insufflator().relief_open).await,
-        "interlock still enforced after the panic"
-    );
+    assert!(wait_for(Duration::from_secs(5), || sim.insufflator().relief_open).await, "interlock still enforced after the panic");
     tower.shutdown().await;
 }
 
@@ -224,24 +140,13 @@ async fn a_panic_inside_the_safety_island_cycle_is_caught_and_the_loop_goes_on()
 async fn a_stalled_safety_island_is_replaced_and_the_new_one_enforces_the_interlocks() {
     let tower = Tower::start(test_config()).await.unwrap();
     let sim = tower.sim().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(10), || !sim
-            .failsafe(endotower_sim::Device::Insufflator))
-        .await
-    );
+    assert!(wait_for(Duration::from_secs(10), || !sim.failsafe(endotower_sim::Device::Insufflator)).await);
     let mut events = tower.events().subscribe();
-    tower
-        .safety()
-        .with(|i| i.hooks().stall_next_cycle_ms.store(2000, Ordering::Relaxed));
+    tower.safety().with(|i| i.hooks().stall_next_cycle_ms.store(2000, Ordering::Relaxed));
     let raised = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
             match events.recv().await {
-                Ok(e)
-                    if e.code == "ISLAND_RESTART"
-                        && e.kind == endotower_actors::events::EventKind::AlarmRaised =>
-                {
-                    break
-                }
+                Ok(e) if e.code == "ISLAND_RESTART" && e.kind == endotower_actors::events::EventKind::AlarmRaised => break,
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(e) => panic!("event bus closed: {e}"),
             }
@@ -251,28 +156,14 @@ async fn a_stalled_safety_island_is_replaced_and_the_new_one_enforces_the_interl
     assert!(raised.is_ok(), "stall not detected");
     // The replacement island is a new thread with its own counters.
     assert!(
-        wait_for(Duration::from_secs(2), || tower
-            .safety()
-            .with(|i| i.hooks().stall_next_cycle_ms.load(Ordering::Relaxed))
-            == Some(0)
-            && tower.safety().with(|i| i
-                .stats()
-                .cycles
-                .load(Ordering::Relaxed)
-                > 10)
-                == Some(true))
+        wait_for(Duration::from_secs(2), || tower.safety().with(|i| i.hooks().stall_next_cycle_ms.load(Ordering::Relaxed)) == Some(0)
+            && tower.safety().with(|i| i.stats().cycles.load(Ordering::Relaxed) > 10) == Some(true))
         .await
     );
     sim.inject_pressure(25.0);
+    assert!(wait_for(Duration::from_secs(5), || sim.insufflator().relief_open).await, "new island does not vent");
     assert!(
-        wait_for(Duration::from_secs(5), || sim.insufflator().relief_open).await,
-        "new island does not vent"
-    );
-    assert!(
-        wait_for(Duration::from_secs(5), || !tower
-            .events()
-            .is_active("safety", "ISLAND_RESTART"))
-        .await,
+        wait_for(Duration::from_secs(5), || !tower.events().is_active("safety", "ISLAND_RESTART")).await,
         "alarm clears once the new island cycles"
     );
     tower.shutdown().await;

@@ -20,21 +20,9 @@ pub struct CameraSettings {
 
 impl CameraSettings {
     pub fn validate(&self, path: &str) -> Result<(), crate::config::ConfigError> {
-        crate::config::check_int(
-            &format!("{path}.exposure_us"),
-            u64::from(self.exposure_us),
-            10,
-            600_000,
-            "us",
-        )?;
+        crate::config::check_int(&format!("{path}.exposure_us"), u64::from(self.exposure_us), 10, 600_000, "us")?;
         crate::config::check_range(&format!("{path}.gain_db"), self.gain_db, 0.0, 48.0, "dB")?;
-        crate::config::check_int(
-            &format!("{path}.white_balance_k"),
-            u64::from(self.white_balance_k),
-            2000,
-            10_000,
-            "K",
-        )
+        crate::config::check_int(&format!("{path}.white_balance_k"), u64::from(self.white_balance_k), 2000, 10_000, "K")
     }
 
     fn words(&self) -> Vec<u16> {
@@ -71,11 +59,7 @@ pub struct CameraControl {
 
 impl CameraControl {
     pub fn new(settings: CameraSettings, tx: watch::Sender<CameraStatus>) -> Self {
-        Self {
-            settings,
-            status: CameraStatus::default(),
-            tx,
-        }
+        Self { settings, status: CameraStatus::default(), tx }
     }
 }
 
@@ -91,15 +75,9 @@ impl DeviceControl for CameraControl {
         if ok != s.sensor_ok {
             s.sensor_ok = ok;
             if ok {
-                ctx.events
-                    .clear("camera", "SENSOR_FAULT", "camera sensor ok");
+                ctx.events.clear("camera", "SENSOR_FAULT", "camera sensor ok");
             } else {
-                ctx.events.raise(
-                    "camera",
-                    "SENSOR_FAULT",
-                    Severity::Medium,
-                    "camera reports a sensor fault",
-                );
+                ctx.events.raise("camera", "SENSOR_FAULT", Severity::Medium, "camera reports a sensor fault");
             }
         }
         s.failsafe = st & reg::status::FAILSAFE != 0;

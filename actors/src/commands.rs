@@ -41,13 +41,7 @@ impl fmt::Display for CommandSource {
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize)]
 pub enum Rejection {
     #[error("{field} = {value} is outside {min} ..= {max} {unit}")]
-    OutOfRange {
-        field: &'static str,
-        value: f64,
-        min: f64,
-        max: f64,
-        unit: &'static str,
-    },
+    OutOfRange { field: &'static str, value: f64, min: f64, max: f64, unit: &'static str },
     #[error("the tower is in its safe state; setpoints are locked until restart")]
     SafeState,
     #[error("no active alarm {0}")]
@@ -60,40 +54,20 @@ pub struct Applied {
     pub description: String,
 }
 
-fn range(
-    field: &'static str,
-    value: f64,
-    min: f64,
-    max: f64,
-    unit: &'static str,
-) -> Result<(), Rejection> {
+fn range(field: &'static str, value: f64, min: f64, max: f64, unit: &'static str) -> Result<(), Rejection> {
     if value.is_finite() && value >= min && value <= max {
         Ok(())
     } else {
-        Err(Rejection::OutOfRange {
-            field,
-            value,
-            min,
-            max,
-            unit,
-        })
+        Err(Rejection::OutOfRange { field, value, min, max, unit })
     }
 }
 
 /// Check a setpoint command against the limits (no side effects).
 pub fn validate(cmd: &Command, limits: &LimitsConfig) -> Result<(), Rejection> {
     match cmd {
-        Command::SetPressure { mmhg } => range(
-            "set_pressure",
-            *mmhg,
-            limits.min_set_pressure_mmhg,
-            limits.max_set_pressure_mmhg,
-            "mmHg",
-        ),
+        Command::SetPressure { mmhg } => range("set_pressure", *mmhg, limits.min_set_pressure_mmhg, limits.max_set_pressure_mmhg, "mmHg"),
         Command::SetFlow { lpm } => range("set_flow", *lpm, 0.1, limits.max_flow_lpm, "L/min"),
-        Command::SetIntensity { pct } => {
-            range("intensity", *pct, 0.0, limits.max_intensity_pct, "%")
-        }
+        Command::SetIntensity { pct } => range("intensity", *pct, 0.0, limits.max_intensity_pct, "%"),
         Command::AckAlarm { .. } => Ok(()),
     }
 }
@@ -114,10 +88,7 @@ pub fn apply(
             Command::SetPressure { mmhg } => {
                 let old = setpoints.pressure_mmhg();
                 setpoints.set_pressure_mmhg(*mmhg);
-                format!(
-                    "set pressure {old:.1} -> {mmhg:.1} mmHg (P2 = {:.1} mmHg)",
-                    crate::config::relief_threshold(*mmhg)
-                )
+                format!("set pressure {old:.1} -> {mmhg:.1} mmHg (P2 = {:.1} mmHg)", crate::config::relief_threshold(*mmhg))
             }
             Command::SetFlow { lpm } => {
                 let old = setpoints.flow_lpm();
@@ -130,42 +101,24 @@ pub fn apply(
                 format!("light intensity {old:.0} -> {pct:.0} %")
             }
             Command::AckAlarm { key } => {
-                events
-                    .acknowledge(key)
-                    .ok_or_else(|| Rejection::UnknownAlarm(key.clone()))?;
+                events.acknowledge(key).ok_or_else(|| Rejection::UnknownAlarm(key.clone()))?;
                 format!("acknowledged {key}")
             }
         })
     });
     match &result {
         Ok(d) => {
-            events.event(
-                EventKind::Command,
-                Severity::Info,
-                "commands",
-                "ACCEPTED",
-                format!("{source}: {d}"),
-            );
+            events.event(EventKind::Command, Severity::Info, "commands", "ACCEPTED", format!("{source}: {d}"));
         }
         Err(r) => {
-            events.event(
-                EventKind::Command,
-                Severity::Low,
-                "commands",
-                "REJECTED",
-                format!("{source}: {cmd:?} rejected: {r}"),
-            );
+            events.event(EventKind::Command, Severity::Low, "commands", "REJECTED", format!("{source}: {cmd:?} rejected: {r}"));
         }
     }
     result.map(|description| Applied { description })
 }
 
 pub enum CommandMsg {
-    Submit {
-        source: CommandSource,
-        command: Command,
-        reply: RpcReplyPort<Result<Applied, Rejection>>,
-    },
+    Submit { source: CommandSource, command: Command, reply: RpcReplyPort<Result<Applied, Rejection>> },
 }
 
 pub struct CommandArgs {
@@ -182,26 +135,13 @@ impl Actor for CommandActor {
     type State = CommandArgs;
     type Arguments = CommandArgs;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: CommandArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: CommandArgs) -> Result<Self::State, ActorProcessingErr> {
         Ok(args)
     }
 
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        s: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
         match msg {
-            CommandMsg::Submit {
-                source,
-                command,
-                reply,
-            } => {
+            CommandMsg::Submit { source, command, reply } => {
                 let r = apply(&command, &source, &s.limits, &s.setpoints, &s.events);
                 let _ = reply.send(r);
             }
@@ -219,40 +159,12 @@ mod tests {
         let sp = Setpoints::new(12.0, 10.0, 80.0);
         let ev = EventBus::new(16);
         let limits = LimitsConfig::default();
-        let r = apply(
-            &Command::SetPressure { mmhg: 40.0 },
-            &CommandSource::Hmi,
-            &limits,
-            &sp,
-            &ev,
-        );
-        assert!(
-            matches!(
-                r,
-                Err(Rejection::OutOfRange {
-                    field: "set_pressure",
-                    ..
-                })
-            ),
-            "{r:?}"
-        );
+        let r = apply(&Command::SetPressure { mmhg: 40.0 }, &CommandSource::Hmi, &limits, &sp, &ev);
+        assert!(matches!(r, Err(Rejection::OutOfRange { field: "set_pressure", .. })), "{r:?}");
         assert_eq!(sp.pressure_mmhg(), 12.0);
-        let r = apply(
-            &Command::SetPressure { mmhg: f64::NAN },
-            &CommandSource::Hmi,
-            &limits,
-            &sp,
-            &ev,
-        );
+        let r = apply(&Command::SetPressure { mmhg: f64::NAN }, &CommandSource::Hmi, &limits, &sp, &ev);
         assert!(r.is_err());
-        apply(
-            &Command::SetPressure { mmhg: 15.0 },
-            &CommandSource::Hmi,
-            &limits,
-            &sp,
-            &ev,
-        )
-        .unwrap();
+        apply(&Command::SetPressure { mmhg: 15.0 }, &CommandSource::Hmi, &limits, &sp, &ev).unwrap();
         assert_eq!(sp.pressure_mmhg(), 15.0);
     }
 
@@ -263,35 +175,14 @@ mod tests {
         ev.raise("safety", "HZ-008", Severity::High, "x");
         sp.enter_safe_state();
         let limits = LimitsConfig::default();
-        assert_eq!(
-            apply(
-                &Command::SetFlow { lpm: 5.0 },
-                &CommandSource::Hmi,
-                &limits,
-                &sp,
-                &ev
-            ),
-            Err(Rejection::SafeState)
-        );
-        assert!(apply(
-            &Command::AckAlarm {
-                key: "safety/HZ-008".into()
-            },
-            &CommandSource::Hmi,
-            &limits,
-            &sp,
-            &ev
-        )
-        .is_ok());
+        assert_eq!(apply(&Command::SetFlow { lpm: 5.0 }, &CommandSource::Hmi, &limits, &sp, &ev), Err(Rejection::SafeState));
+        assert!(apply(&Command::AckAlarm { key: "safety/HZ-008".into() }, &CommandSource::Hmi, &limits, &sp, &ev).is_ok());
     }
 
     #[test]
     fn commands_parse_from_json_and_unknown_fields_are_errors() {
         let c: Command = serde_json::from_str(r#"{"command":"set_pressure","mmhg":14}"#).unwrap();
         assert_eq!(c, Command::SetPressure { mmhg: 14.0 });
-        assert!(
-            serde_json::from_str::<Command>(r#"{"command":"set_pressure","mmhg":14,"x":1}"#)
-                .is_err()
-        );
+        assert!(serde_json::from_str::<Command>(r#"{"command":"set_pressure","mmhg":14,"x":1}"#).is_err());
     }
 }

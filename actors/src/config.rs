@@ -18,16 +18,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(
-        field: impl Into<String>,
-        value: impl fmt::Display,
-        expected: impl Into<String>,
-    ) -> Self {
-        Self {
-            field: field.into(),
-            value: value.to_string(),
-            expected: expected.into(),
-        }
+    pub fn new(field: impl Into<String>, value: impl fmt::Display, expected: impl Into<String>) -> Self {
+        Self { field: field.into(), value: value.to_string(), expected: expected.into() }
     }
 }
 
@@ -36,11 +28,7 @@ pub fn check_range(path: &str, v: f64, lo: f64, hi: f64, unit: &str) -> Result<(
     if v.is_finite() && v >= lo && v <= hi {
         Ok(())
     } else {
-        Err(ConfigError::new(
-            path,
-            v,
-            format!("a number in {lo} ..= {hi} {unit}"),
-        ))
+        Err(ConfigError::new(path, v, format!("a number in {lo} ..= {hi} {unit}")))
     }
 }
 
@@ -49,11 +37,7 @@ pub fn check_int(path: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<(),
     if (lo..=hi).contains(&v) {
         Ok(())
     } else {
-        Err(ConfigError::new(
-            path,
-            v,
-            format!("an integer in {lo} ..= {hi} {unit}"),
-        ))
+        Err(ConfigError::new(path, v, format!("an integer in {lo} ..= {hi} {unit}")))
     }
 }
 
@@ -79,32 +63,14 @@ impl fmt::Display for Transport {
 impl Transport {
     pub fn validate(&self, path: &str) -> Result<(), ConfigError> {
         match self {
-            Transport::Tcp { addr } => {
-                addr.parse::<std::net::SocketAddr>()
-                    .map(|_| ())
-                    .map_err(|_| {
-                        ConfigError::new(
-                            format!("{path}.addr"),
-                            format!("{addr:?}"),
-                            "an IP socket address like \"127.0.0.1:15020\"",
-                        )
-                    })
-            }
+            Transport::Tcp { addr } => addr.parse::<std::net::SocketAddr>().map(|_| ()).map_err(|_| {
+                ConfigError::new(format!("{path}.addr"), format!("{addr:?}"), "an IP socket address like \"127.0.0.1:15020\"")
+            }),
             Transport::Rtu { path: dev, baud } => {
                 if dev.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("{path}.path"),
-                        "\"\"",
-                        "a serial device path",
-                    ));
+                    return Err(ConfigError::new(format!("{path}.path"), "\"\"", "a serial device path"));
                 }
-                check_int(
-                    &format!("{path}.baud"),
-                    u64::from(*baud),
-                    1200,
-                    4_000_000,
-                    "baud",
-                )
+                check_int(&format!("{path}.baud"), u64::from(*baud), 1200, 4_000_000, "baud")
             }
         }
     }
@@ -159,41 +125,11 @@ impl LinkConfig {
 
     pub fn validate(&self, path: &str) -> Result<(), ConfigError> {
         self.transport.validate(&format!("{path}.transport"))?;
-        check_int(
-            &format!("{path}.unit"),
-            u64::from(self.unit),
-            1,
-            247,
-            "(Modbus unit id)",
-        )?;
-        check_int(
-            &format!("{path}.timeout_ms"),
-            self.timeout_ms,
-            1,
-            10_000,
-            "ms",
-        )?;
-        check_int(
-            &format!("{path}.lost_after"),
-            u64::from(self.lost_after),
-            1,
-            1000,
-            "requests",
-        )?;
-        check_int(
-            &format!("{path}.backoff_initial_ms"),
-            self.backoff_initial_ms,
-            1,
-            60_000,
-            "ms",
-        )?;
-        check_int(
-            &format!("{path}.backoff_max_ms"),
-            self.backoff_max_ms,
-            self.backoff_initial_ms,
-            600_000,
-            "ms (>= backoff_initial_ms)",
-        )
+        check_int(&format!("{path}.unit"), u64::from(self.unit), 1, 247, "(Modbus unit id)")?;
+        check_int(&format!("{path}.timeout_ms"), self.timeout_ms, 1, 10_000, "ms")?;
+        check_int(&format!("{path}.lost_after"), u64::from(self.lost_after), 1, 1000, "requests")?;
+        check_int(&format!("{path}.backoff_initial_ms"), self.backoff_initial_ms, 1, 60_000, "ms")?;
+        check_int(&format!("{path}.backoff_max_ms"), self.backoff_max_ms, self.backoff_initial_ms, 600_000, "ms (>= backoff_initial_ms)")
     }
 }
 
@@ -210,12 +146,7 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self {
-            min_set_pressure_mmhg: 3.0,
-            max_set_pressure_mmhg: 25.0,
-            max_flow_lpm: 20.0,
-            max_intensity_pct: 100.0,
-        }
+        Self { min_set_pressure_mmhg: 3.0, max_set_pressure_mmhg: 25.0, max_flow_lpm: 20.0, max_intensity_pct: 100.0 }
     }
 }
 
@@ -231,13 +162,7 @@ pub fn relief_threshold(p1: f64) -> f64 {
 
 impl LimitsConfig {
     pub fn validate(&self, path: &str) -> Result<(), ConfigError> {
-        check_range(
-            &format!("{path}.min_set_pressure_mmhg"),
-            self.min_set_pressure_mmhg,
-            0.0,
-            15.0,
-            "mmHg",
-        )?;
+        check_range(&format!("{path}.min_set_pressure_mmhg"), self.min_set_pressure_mmhg, 0.0, 15.0, "mmHg")?;
         check_range(
             &format!("{path}.max_set_pressure_mmhg"),
             self.max_set_pressure_mmhg,
@@ -245,20 +170,8 @@ impl LimitsConfig {
             P2_CEILING_MMHG - 2.0,
             "mmHg",
         )?;
-        check_range(
-            &format!("{path}.max_flow_lpm"),
-            self.max_flow_lpm,
-            0.1,
-            45.0,
-            "L/min",
-        )?;
-        check_range(
-            &format!("{path}.max_intensity_pct"),
-            self.max_intensity_pct,
-            1.0,
-            100.0,
-            "%",
-        )
+        check_range(&format!("{path}.max_flow_lpm"), self.max_flow_lpm, 0.1, 45.0, "L/min")?;
+        check_range(&format!("{path}.max_intensity_pct"), self.max_intensity_pct, 1.0, 100.0, "%")
     }
 }
 
@@ -319,27 +232,9 @@ impl InsufflatorConfig {
             limits.max_set_pressure_mmhg,
             "mmHg (limits.min/max_set_pressure_mmhg)",
         )?;
-        check_range(
-            &format!("{path}.set_flow_lpm"),
-            self.set_flow_lpm,
-            0.1,
-            limits.max_flow_lpm,
-            "L/min (limits.max_flow_lpm)",
-        )?;
-        check_range(
-            &format!("{path}.pwm_gain_pct_per_lpm"),
-            self.pwm_gain_pct_per_lpm,
-            0.01,
-            50.0,
-            "%/(L/min)",
-        )?;
-        check_range(
-            &format!("{path}.supply_low_bar"),
-            self.supply_low_bar,
-            0.0,
-            100.0,
-            "bar",
-        )
+        check_range(&format!("{path}.set_flow_lpm"), self.set_flow_lpm, 0.1, limits.max_flow_lpm, "L/min (limits.max_flow_lpm)")?;
+        check_range(&format!("{path}.pwm_gain_pct_per_lpm"), self.pwm_gain_pct_per_lpm, 0.01, 50.0, "%/(L/min)")?;
+        check_range(&format!("{path}.supply_low_bar"), self.supply_low_bar, 0.0, 100.0, "bar")
     }
 }
 
@@ -347,58 +242,16 @@ impl LightConfig {
     pub fn validate(&self, path: &str, limits: &LimitsConfig) -> Result<(), ConfigError> {
         self.link.validate(&format!("{path}.link"))?;
         check_range(&format!("{path}.poll_hz"), self.poll_hz, 1.0, 500.0, "Hz")?;
-        check_range(
-            &format!("{path}.intensity_pct"),
-            self.intensity_pct,
-            0.0,
-            limits.max_intensity_pct,
-            "% (limits.max_intensity_pct)",
-        )?;
-        check_range(
-            &format!("{path}.nominal_current_ma"),
-            self.nominal_current_ma,
-            1.0,
-            10_000.0,
-            "mA",
-        )?;
+        check_range(&format!("{path}.intensity_pct"), self.intensity_pct, 0.0, limits.max_intensity_pct, "% (limits.max_intensity_pct)")?;
+        check_range(&format!("{path}.nominal_current_ma"), self.nominal_current_ma, 1.0, 10_000.0, "mA")?;
         check_range(&format!("{path}.kp"), self.kp, 0.0, 100.0, "")?;
         check_range(&format!("{path}.ki"), self.ki, 0.0, 1000.0, "")?;
         check_range(&format!("{path}.kd"), self.kd, 0.0, 100.0, "")?;
-        check_range(
-            &format!("{path}.fan_off_c"),
-            self.fan_off_c,
-            0.0,
-            150.0,
-            "degC",
-        )?;
-        check_range(
-            &format!("{path}.fan_on_c"),
-            self.fan_on_c,
-            self.fan_off_c,
-            150.0,
-            "degC (>= fan_off_c)",
-        )?;
-        check_range(
-            &format!("{path}.derate_c"),
-            self.derate_c,
-            self.fan_on_c,
-            150.0,
-            "degC (>= fan_on_c)",
-        )?;
-        check_range(
-            &format!("{path}.shutdown_c"),
-            self.shutdown_c,
-            self.derate_c,
-            150.0,
-            "degC (>= derate_c)",
-        )?;
-        check_range(
-            &format!("{path}.derate_to_pct"),
-            self.derate_to_pct,
-            0.0,
-            100.0,
-            "%",
-        )
+        check_range(&format!("{path}.fan_off_c"), self.fan_off_c, 0.0, 150.0, "degC")?;
+        check_range(&format!("{path}.fan_on_c"), self.fan_on_c, self.fan_off_c, 150.0, "degC (>= fan_off_c)")?;
+        check_range(&format!("{path}.derate_c"), self.derate_c, self.fan_on_c, 150.0, "degC (>= fan_on_c)")?;
+        check_range(&format!("{path}.shutdown_c"), self.shutdown_c, self.derate_c, 150.0, "degC (>= derate_c)")?;
+        check_range(&format!("{path}.derate_to_pct"), self.derate_to_pct, 0.0, 100.0, "%")
     }
 }
 
@@ -448,41 +301,11 @@ impl SafetyConfig {
     }
 
     pub fn validate(&self, path: &str) -> Result<(), ConfigError> {
-        check_int(
-            &format!("{path}.period_us"),
-            self.period_us,
-            500,
-            100_000,
-            "us",
-        )?;
-        check_int(
-            &format!("{path}.timeout_us"),
-            self.timeout_us,
-            100,
-            self.period_us,
-            "us (<= period_us)",
-        )?;
-        check_int(
-            &format!("{path}.stale_ms"),
-            self.stale_ms,
-            1,
-            250,
-            "ms (must stay under the 300 ms device fail-safe)",
-        )?;
-        check_int(
-            &format!("{path}.aux_heartbeat_ms"),
-            self.aux_heartbeat_ms,
-            1,
-            250,
-            "ms",
-        )?;
-        check_range(
-            &format!("{path}.overpressure_margin_mmhg"),
-            self.overpressure_margin_mmhg,
-            0.5,
-            9.0,
-            "mmHg",
-        )?;
+        check_int(&format!("{path}.period_us"), self.period_us, 500, 100_000, "us")?;
+        check_int(&format!("{path}.timeout_us"), self.timeout_us, 100, self.period_us, "us (<= period_us)")?;
+        check_int(&format!("{path}.stale_ms"), self.stale_ms, 1, 250, "ms (must stay under the 300 ms device fail-safe)")?;
+        check_int(&format!("{path}.aux_heartbeat_ms"), self.aux_heartbeat_ms, 1, 250, "ms")?;
+        check_range(&format!("{path}.overpressure_margin_mmhg"), self.overpressure_margin_mmhg, 0.5, 9.0, "mmHg")?;
         let [lo, hi] = self.pressure_span_mmhg;
         if !(lo.is_finite() && hi.is_finite() && lo < hi && hi >= P2_CEILING_MMHG) {
             return Err(ConfigError::new(
@@ -493,46 +316,13 @@ impl SafetyConfig {
         }
         let [lo, hi] = self.temperature_span_c;
         if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-            return Err(ConfigError::new(
-                format!("{path}.temperature_span_c"),
-                format!("[{lo}, {hi}]"),
-                "[low, high] with low < high",
-            ));
+            return Err(ConfigError::new(format!("{path}.temperature_span_c"), format!("[{lo}, {hi}]"), "[low, high] with low < high"));
         }
-        check_range(
-            &format!("{path}.led_max_c"),
-            self.led_max_c,
-            30.0,
-            hi,
-            "degC (inside temperature_span_c)",
-        )?;
-        check_range(
-            &format!("{path}.led_hysteresis_c"),
-            self.led_hysteresis_c,
-            0.5,
-            50.0,
-            "degC",
-        )?;
-        check_range(
-            &format!("{path}.tip_max_c"),
-            self.tip_max_c,
-            30.0,
-            60.0,
-            "degC",
-        )?;
-        check_int(
-            &format!("{path}.light_safe_cap_pct"),
-            u64::from(self.light_safe_cap_pct),
-            0,
-            100,
-            "%",
-        )?;
-        for (name, link) in [
-            ("insufflator", &self.insufflator),
-            ("light", &self.light),
-            ("camera", &self.camera),
-            ("pedal", &self.pedal),
-        ] {
+        check_range(&format!("{path}.led_max_c"), self.led_max_c, 30.0, hi, "degC (inside temperature_span_c)")?;
+        check_range(&format!("{path}.led_hysteresis_c"), self.led_hysteresis_c, 0.5, 50.0, "degC")?;
+        check_range(&format!("{path}.tip_max_c"), self.tip_max_c, 30.0, 60.0, "degC")?;
+        check_int(&format!("{path}.light_safe_cap_pct"), u64::from(self.light_safe_cap_pct), 0, 100, "%")?;
+        for (name, link) in [("insufflator", &self.insufflator), ("light", &self.light), ("camera", &self.camera), ("pedal", &self.pedal)] {
             link.validate(&format!("{path}.{name}"))?;
         }
         Ok(())
@@ -552,9 +342,7 @@ mod tests {
 
     #[test]
     fn bad_tcp_address_names_the_field() {
-        let t = Transport::Tcp {
-            addr: "localhost".into(),
-        };
+        let t = Transport::Tcp { addr: "localhost".into() };
         let e = t.validate("devices.pedal.link.transport").unwrap_err();
         assert_eq!(e.field, "devices.pedal.link.transport.addr");
         assert!(e.to_string().contains("\"localhost\""), "{e}");
@@ -563,10 +351,7 @@ mod tests {
     #[test]
     fn out_of_range_value_reports_value_and_expectation() {
         let e = check_range("a.b", 40.0, 3.0, 25.0, "mmHg").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "config error: `a.b` = 40: expected a number in 3 ..= 25 mmHg"
-        );
+        assert_eq!(e.to_string(), "config error: `a.b` = 40: expected a number in 3 ..= 25 mmHg");
         assert!(check_range("a.b", f64::NAN, 0.0, 1.0, "").is_err());
     }
 }

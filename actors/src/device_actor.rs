@@ -88,11 +88,7 @@ impl<C: DeviceControl> DeviceState<C> {
         let now = Instant::now();
         let dt = now.duration_since(self.last_poll);
         self.last_poll = now;
-        let mut ctx = ControlCtx {
-            setpoints: &self.setpoints,
-            events: &self.events,
-            dt,
-        };
+        let mut ctx = ControlCtx { setpoints: &self.setpoints, events: &self.events, dt };
         match self.link.read(0, C::READ_LEN).await {
             Ok(words) => {
                 self.polls += 1;
@@ -120,11 +116,7 @@ impl<C: DeviceControl> Actor for DeviceActor<C> {
     type State = DeviceState<C>;
     type Arguments = DeviceArgs<C>;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        a: DeviceArgs<C>,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, a: DeviceArgs<C>) -> Result<Self::State, ActorProcessingErr> {
         let period = Duration::from_secs_f64(1.0 / a.poll_hz.max(0.01));
         let now = Instant::now();
         a.liveness.beat();
@@ -142,22 +134,13 @@ impl<C: DeviceControl> Actor for DeviceActor<C> {
         })
     }
 
-    async fn post_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         tracing::info!(device = %state.name, period_ms = state.period.as_secs_f64() * 1e3, "device actor started");
         myself.cast(DeviceMsg::Poll)?;
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         match msg {
             DeviceMsg::Poll => {
                 state.liveness.beat();

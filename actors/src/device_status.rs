@@ -149,13 +149,7 @@ pub struct PedalStatus {
 
 impl Default for PedalStatus {
     fn default() -> Self {
-        Self {
-            link: LinkState::Connecting,
-            presses: 0,
-            pressed: false,
-            failsafe: false,
-            polls: 0,
-        }
+        Self { link: LinkState::Connecting, presses: 0, pressed: false, failsafe: false, polls: 0 }
     }
 }
 

@@ -77,34 +77,20 @@ impl Default for EventBus {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl EventBus {
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(16));
-        Self {
-            tx,
-            active: Arc::default(),
-            seq: Arc::default(),
-        }
+        Self { tx, active: Arc::default(), seq: Arc::default() }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
 
-    fn make(
-        &self,
-        kind: EventKind,
-        severity: Severity,
-        source: &str,
-        code: &str,
-        message: String,
-    ) -> Event {
+    fn make(&self, kind: EventKind, severity: Severity, source: &str, code: &str, message: String) -> Event {
         Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             at_ms: now_ms(),
@@ -135,14 +121,7 @@ impl EventBus {
     }
 
     /// Publish a one-off event.
-    pub fn event(
-        &self,
-        kind: EventKind,
-        severity: Severity,
-        source: &str,
-        code: &str,
-        message: impl Into<String>,
-    ) -> Event {
+    pub fn event(&self, kind: EventKind, severity: Severity, source: &str, code: &str, message: impl Into<String>) -> Event {
         let e = self.make(kind, severity, source, code, message.into());
         self.emit(e)
     }
@@ -154,20 +133,8 @@ impl EventBus {
     }
 
     /// Raise an alarm; returns the event if it was not already active.
-    pub fn raise(
-        &self,
-        source: &str,
-        code: &str,
-        severity: Severity,
-        message: impl Into<String>,
-    ) -> Option<Event> {
-        let e = self.make(
-            EventKind::AlarmRaised,
-            severity,
-            source,
-            code,
-            message.into(),
-        );
+    pub fn raise(&self, source: &str, code: &str, severity: Severity, message: impl Into<String>) -> Option<Event> {
+        let e = self.make(EventKind::AlarmRaised, severity, source, code, message.into());
         {
             let mut active = self.lock();
             if active.alarms.contains_key(&e.key()) {
@@ -182,13 +149,7 @@ impl EventBus {
     pub fn clear(&self, source: &str, code: &str, message: impl Into<String>) -> Option<Event> {
         let key = format!("{source}/{code}");
         self.lock().alarms.remove(&key)?;
-        let e = self.make(
-            EventKind::AlarmCleared,
-            Severity::Info,
-            source,
-            code,
-            message.into(),
-        );
+        let e = self.make(EventKind::AlarmCleared, Severity::Info, source, code, message.into());
         Some(self.emit(e))
     }
 
@@ -203,13 +164,7 @@ impl EventBus {
             *acked = true;
             (e.source.clone(), e.code.clone())
         };
-        Some(self.event(
-            EventKind::AlarmAcknowledged,
-            Severity::Info,
-            &source,
-            &code,
-            format!("alarm {key} acknowledged"),
-        ))
+        Some(self.event(EventKind::AlarmAcknowledged, Severity::Info, &source, &code, format!("alarm {key} acknowledged")))
     }
 
     /// Active alarms, highest severity first, with their acknowledged flag.
@@ -232,12 +187,8 @@ mod tests {
     fn alarms_are_edge_triggered() {
         let bus = EventBus::new(16);
         let mut rx = bus.subscribe();
-        assert!(bus
-            .raise("insufflator", "SUPPLY_LOW", Severity::Medium, "low")
-            .is_some());
-        assert!(bus
-            .raise("insufflator", "SUPPLY_LOW", Severity::Medium, "low")
-            .is_none());
+        assert!(bus.raise("insufflator", "SUPPLY_LOW", Severity::Medium, "low").is_some());
+        assert!(bus.raise("insufflator", "SUPPLY_LOW", Severity::Medium, "low").is_none());
         assert!(bus.is_active("insufflator", "SUPPLY_LOW"));
         assert!(bus.clear("insufflator", "SUPPLY_LOW", "ok").is_some());
         assert!(bus.clear("insufflator", "SUPPLY_LOW", "ok").is_none());

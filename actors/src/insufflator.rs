@@ -31,12 +31,7 @@ pub struct InsufflatorControl {
 
 impl InsufflatorControl {
     pub fn new(cfg: InsufflatorConfig, tx: watch::Sender<InsufflatorStatus>) -> Self {
-        Self {
-            cfg,
-            duty_pct: 0.0,
-            status: InsufflatorStatus::default(),
-            tx,
-        }
+        Self { cfg, duty_pct: 0.0, status: InsufflatorStatus::default(), tx }
     }
 
     pub fn status(&self) -> &InsufflatorStatus {
@@ -74,19 +69,12 @@ impl DeviceControl for InsufflatorControl {
                     "insufflator",
                     "SUPPLY_LOW",
                     Severity::Medium,
-                    format!(
-                        "CO2 supply low: {b:.1} bar < {:.1} bar",
-                        self.cfg.supply_low_bar
-                    ),
+                    format!("CO2 supply low: {b:.1} bar < {:.1} bar", self.cfg.supply_low_bar),
                 );
             }
             Some(b) if b >= self.cfg.supply_low_bar + SUPPLY_LOW_HYSTERESIS_BAR && s.supply_low => {
                 s.supply_low = false;
-                ctx.events.clear(
-                    "insufflator",
-                    "SUPPLY_LOW",
-                    format!("CO2 supply back to {b:.1} bar"),
-                );
+                ctx.events.clear("insufflator", "SUPPLY_LOW", format!("CO2 supply back to {b:.1} bar"));
             }
             _ => {}
         }
@@ -101,9 +89,7 @@ impl DeviceControl for InsufflatorControl {
         let (duty, shutoff, relief) = match s.phase {
             InsufflationPhase::Inflating => {
                 if let Some(q) = flow {
-                    self.duty_pct = (self.duty_pct
-                        + self.cfg.pwm_gain_pct_per_lpm * (flow_set - q))
-                        .clamp(0.0, 100.0);
+                    self.duty_pct = (self.duty_pct + self.cfg.pwm_gain_pct_per_lpm * (flow_set - q)).clamp(0.0, 100.0);
                 }
                 (self.duty_pct, 1, 0)
             }
@@ -157,11 +143,7 @@ mod tests {
 
     fn run(c: &mut InsufflatorControl, w: &[u16], events: &EventBus) -> Vec<u16> {
         let sp = Setpoints::new(12.0, 10.0, 80.0);
-        let mut ctx = ControlCtx {
-            setpoints: &sp,
-            events,
-            dt: Duration::from_millis(20),
-        };
+        let mut ctx = ControlCtx { setpoints: &sp, events, dt: Duration::from_millis(20) };
         c.update(w, &mut ctx).unwrap()
     }
 

@@ -12,20 +12,10 @@ pub struct Trip {
     pub message: String,
 }
 
-fn edge(
-    trips: &mut Vec<Trip>,
-    flag: &mut bool,
-    now: bool,
-    hazard: &'static str,
-    message: impl FnOnce() -> String,
-) {
+fn edge(trips: &mut Vec<Trip>, flag: &mut bool, now: bool, hazard: &'static str, message: impl FnOnce() -> String) {
     if *flag != now {
         *flag = now;
-        trips.push(Trip {
-            hazard,
-            active: now,
-            message: message(),
-        });
+        trips.push(Trip { hazard, active: now, message: message() });
     }
 }
 
@@ -42,25 +32,12 @@ pub struct InsufflationInterlock {
 impl InsufflationInterlock {
     /// `pressure` is `None` when the last fresh, valid, in-range reading is
     /// older than `stale_ms`. Returns the SAFETY_CMD word to write.
-    pub fn update(
-        &mut self,
-        pressure: Option<f64>,
-        p1: f64,
-        cfg: &SafetyConfig,
-        safe_state: bool,
-        trips: &mut Vec<Trip>,
-    ) -> u16 {
+    pub fn update(&mut self, pressure: Option<f64>, p1: f64, cfg: &SafetyConfig, safe_state: bool, trips: &mut Vec<Trip>) -> u16 {
         let p2 = relief_threshold(p1);
-        edge(
-            trips,
-            &mut self.no_reading,
-            pressure.is_none(),
-            "HZ-003",
-            || "pressure reading missing, stale or out of range: inflow inhibited".into(),
-        );
-        edge(trips, &mut self.safe_state, safe_state, "HZ-008", || {
-            "tower safe state: inflow inhibited, light capped".into()
+        edge(trips, &mut self.no_reading, pressure.is_none(), "HZ-003", || {
+            "pressure reading missing, stale or out of range: inflow inhibited".into()
         });
+        edge(trips, &mut self.safe_state, safe_state, "HZ-008", || "tower safe state: inflow inhibited, light capped".into());
         if let Some(p) = pressure {
             // Vent at P >= P2 until the pressure is back under P1 (CN109151275A [0033]).
             let vent = if self.vent { p >= p1 } else { p >= p2 };
@@ -72,11 +49,7 @@ impl InsufflationInterlock {
                 }
             });
             let limit = p1 + cfg.overpressure_margin_mmhg;
-            let over = if self.overpressure {
-                p >= p1
-            } else {
-                p >= limit
-            };
+            let over = if self.overpressure { p >= p1 } else { p >= limit };
             edge(trips, &mut self.overpressure, over, "HZ-002", || {
                 if over {
                     format!("pressure {p:.2} mmHg >= P1 + margin {limit:.1} mmHg: inflow inhibited")
@@ -111,63 +84,26 @@ pub struct LightInterlock {
 impl LightInterlock {
     /// `temps` is `(led_c, tip_c)`, `None` when stale, missing or out of range.
     /// Returns the SAFETY_CAP word (percent of full drive).
-    pub fn update(
-        &mut self,
-        temps: Option<(f64, f64)>,
-        cfg: &SafetyConfig,
-        safe_state: bool,
-        trips: &mut Vec<Trip>,
-    ) -> u16 {
-        edge(
-            trips,
-            &mut self.no_reading,
-            temps.is_none(),
-            "HZ-006",
-            || {
-                format!(
-                    "light temperatures missing, stale or out of range: drive capped at {} %",
-                    cfg.light_safe_cap_pct
-                )
-            },
-        );
-        edge(trips, &mut self.safe_state, safe_state, "HZ-008", || {
-            "tower safe state: light capped".into()
+    pub fn update(&mut self, temps: Option<(f64, f64)>, cfg: &SafetyConfig, safe_state: bool, trips: &mut Vec<Trip>) -> u16 {
+        edge(trips, &mut self.no_reading, temps.is_none(), "HZ-006", || {
+            format!("light temperatures missing, stale or out of range: drive capped at {} %", cfg.light_safe_cap_pct)
         });
+        edge(trips, &mut self.safe_state, safe_state, "HZ-008", || "tower safe state: light capped".into());
         if let Some((led, tip)) = temps {
-            let off = if self.led_off {
-                led >= cfg.led_max_c - cfg.led_hysteresis_c
-            } else {
-                led >= cfg.led_max_c
-            };
+            let off = if self.led_off { led >= cfg.led_max_c - cfg.led_hysteresis_c } else { led >= cfg.led_max_c };
             edge(trips, &mut self.led_off, off, "HZ-004", || {
                 if off {
-                    format!(
-                        "LED temperature {led:.1} C >= {:.1} C: LED switched off",
-                        cfg.led_max_c
-                    )
+                    format!("LED temperature {led:.1} C >= {:.1} C: LED switched off", cfg.led_max_c)
                 } else {
-                    format!(
-                        "LED temperature {led:.1} C cooled below {:.1} C: LED released",
-                        cfg.led_max_c - cfg.led_hysteresis_c
-                    )
+                    format!("LED temperature {led:.1} C cooled below {:.1} C: LED released", cfg.led_max_c - cfg.led_hysteresis_c)
                 }
             });
-            let hot = if self.tip_hot {
-                tip >= cfg.tip_max_c - 1.0
-            } else {
-                tip >= cfg.tip_max_c
-            };
+            let hot = if self.tip_hot { tip >= cfg.tip_max_c - 1.0 } else { tip >= cfg.tip_max_c };
             edge(trips, &mut self.tip_hot, hot, "HZ-005", || {
                 if hot {
-                    format!(
-                        "light cable tip {tip:.1} C >= {:.1} C: drive capped at {} %",
-                        cfg.tip_max_c, cfg.light_safe_cap_pct
-                    )
+                    format!("light cable tip {tip:.1} C >= {:.1} C: drive capped at {} %", cfg.tip_max_c, cfg.light_safe_cap_pct)
                 } else {
-                    format!(
-                        "light cable tip {tip:.1} C back under {:.1} C",
-                        cfg.tip_max_c - 1.0
-                    )
+                    format!("light cable tip {tip:.1} C back under {:.1} C", cfg.tip_max_c - 1.0)
                 }
             });
         }
@@ -213,23 +149,10 @@ pub(crate) mod tests {
         let cfg = safety_cfg();
         let mut il = InsufflationInterlock::default();
         let mut trips = vec![];
-        assert_eq!(
-            il.update(Some(21.9), 12.0, &cfg, false, &mut trips) & safety_cmd::FORCE_VENT,
-            0
-        );
-        assert_ne!(
-            il.update(Some(22.0), 12.0, &cfg, false, &mut trips) & safety_cmd::FORCE_VENT,
-            0
-        );
-        assert_ne!(
-            il.update(Some(12.5), 12.0, &cfg, false, &mut trips) & safety_cmd::FORCE_VENT,
-            0,
-            "vents until under P1"
-        );
-        assert_eq!(
-            il.update(Some(11.9), 12.0, &cfg, false, &mut trips) & safety_cmd::FORCE_VENT,
-            0
-        );
+        assert_eq!(il.update(Some(21.9), 12.0, &cfg, false, &mut trips) & safety_cmd::FORCE_VENT, 0);
+        assert_ne!(il.update(Some(22.0), 12.0, &cfg, false, &mut trips) & safety_cmd::FORCE_VENT, 0);
+        assert_ne!(il.update(Some(12.5), 12.0, &cfg, false, &mut trips) & safety_cmd::FORCE_VENT, 0, "vents until under P1");
+        assert_eq!(il.update(Some(11.9), 12.0, &cfg, false, &mut trips) & safety_cmd::FORCE_VENT, 0);
         assert!(trips.iter().any(|t| t.hazard == "HZ-001" && t.active));
         assert!(trips.iter().any(|t| t.hazard == "HZ-001" && !t.active));
     }
@@ -239,10 +162,7 @@ pub(crate) mod tests {
         let cfg = safety_cfg();
         let mut il = InsufflationInterlock::default();
         let mut trips = vec![];
-        assert_ne!(
-            il.update(Some(30.0), 25.0, &cfg, false, &mut trips) & safety_cmd::FORCE_VENT,
-            0
-        );
+        assert_ne!(il.update(Some(30.0), 25.0, &cfg, false, &mut trips) & safety_cmd::FORCE_VENT, 0);
     }
 
     #[test]
@@ -251,14 +171,8 @@ pub(crate) mod tests {
         let mut il = InsufflationInterlock::default();
         let mut trips = vec![];
         assert_eq!(il.update(Some(13.9), 12.0, &cfg, false, &mut trips), 0);
-        assert_eq!(
-            il.update(Some(14.0), 12.0, &cfg, false, &mut trips),
-            safety_cmd::INHIBIT_INFLOW
-        );
-        assert_eq!(
-            il.update(Some(12.1), 12.0, &cfg, false, &mut trips),
-            safety_cmd::INHIBIT_INFLOW
-        );
+        assert_eq!(il.update(Some(14.0), 12.0, &cfg, false, &mut trips), safety_cmd::INHIBIT_INFLOW);
+        assert_eq!(il.update(Some(12.1), 12.0, &cfg, false, &mut trips), safety_cmd::INHIBIT_INFLOW);
         assert_eq!(il.update(Some(11.9), 12.0, &cfg, false, &mut trips), 0);
     }
 
@@ -267,10 +181,7 @@ pub(crate) mod tests {
         let cfg = safety_cfg();
         let mut il = InsufflationInterlock::default();
         let mut trips = vec![];
-        assert_eq!(
-            il.update(None, 12.0, &cfg, false, &mut trips),
-            safety_cmd::INHIBIT_INFLOW
-        );
+        assert_eq!(il.update(None, 12.0, &cfg, false, &mut trips), safety_cmd::INHIBIT_INFLOW);
         il.update(Some(25.0), 12.0, &cfg, false, &mut trips);
         let cmd = il.update(None, 12.0, &cfg, false, &mut trips);
         assert_eq!(cmd, safety_cmd::INHIBIT_INFLOW | safety_cmd::FORCE_VENT);

@@ -30,13 +30,7 @@ pub struct LightControl {
 impl LightControl {
     pub fn new(cfg: LightConfig, tx: watch::Sender<LightStatus>) -> Self {
         let pid = Pid::new(cfg.kp, cfg.ki, cfg.kd, 0.0, 100.0);
-        Self {
-            cfg,
-            pid,
-            cable: None,
-            status: LightStatus::default(),
-            tx,
-        }
+        Self { cfg, pid, cable: None, status: LightStatus::default(), tx }
     }
 
     pub fn status(&self) -> &LightStatus {
@@ -51,11 +45,7 @@ impl LightControl {
         } else if t <= c.fan_off_c {
             s.fan_on = false;
         }
-        let derate = if s.derated {
-            t >= c.derate_c - DERATE_HYSTERESIS_C
-        } else {
-            t >= c.derate_c
-        };
+        let derate = if s.derated { t >= c.derate_c - DERATE_HYSTERESIS_C } else { t >= c.derate_c };
         if derate != s.derated {
             s.derated = derate;
             if derate {
@@ -63,24 +53,13 @@ impl LightControl {
                     "light",
                     "LED_DERATED",
                     Severity::Low,
-                    format!(
-                        "LED {t:.1} C >= {:.1} C: intensity derated to {:.0} %",
-                        c.derate_c, c.derate_to_pct
-                    ),
+                    format!("LED {t:.1} C >= {:.1} C: intensity derated to {:.0} %", c.derate_c, c.derate_to_pct),
                 );
             } else {
-                ctx.events.clear(
-                    "light",
-                    "LED_DERATED",
-                    format!("LED cooled to {t:.1} C: derating lifted"),
-                );
+                ctx.events.clear("light", "LED_DERATED", format!("LED cooled to {t:.1} C: derating lifted"));
             }
         }
-        let over = if s.over_temperature {
-            t >= c.derate_c
-        } else {
-            t >= c.shutdown_c
-        };
+        let over = if s.over_temperature { t >= c.derate_c } else { t >= c.shutdown_c };
         if over != s.over_temperature {
             s.over_temperature = over;
             if over {
@@ -91,11 +70,7 @@ impl LightControl {
                     format!("LED {t:.1} C >= {:.1} C: LED switched off", c.shutdown_c),
                 );
             } else {
-                ctx.events.clear(
-                    "light",
-                    "LED_OVER_TEMPERATURE",
-                    format!("LED cooled to {t:.1} C: LED back on"),
-                );
+                ctx.events.clear("light", "LED_OVER_TEMPERATURE", format!("LED cooled to {t:.1} C: LED back on"));
             }
         }
     }
@@ -123,18 +98,9 @@ impl DeviceControl for LightControl {
         if self.cable != Some(cable) {
             self.cable = Some(cable);
             if cable {
-                ctx.events.clear(
-                    "light",
-                    "CABLE_UNPLUGGED",
-                    "light cable plugged in: leaving standby",
-                );
+                ctx.events.clear("light", "CABLE_UNPLUGGED", "light cable plugged in: leaving standby");
             } else {
-                ctx.events.raise(
-                    "light",
-                    "CABLE_UNPLUGGED",
-                    Severity::Low,
-                    "light cable unplugged: standby",
-                );
+                ctx.events.raise("light", "CABLE_UNPLUGGED", Severity::Low, "light cable unplugged: standby");
             }
         }
         match led {
@@ -162,11 +128,7 @@ impl DeviceControl for LightControl {
             s.drive_pct = 0.0;
             s.target_current_ma = 0.0;
         }
-        Some(vec![
-            (s.drive_pct * 10.0).round() as u16,
-            u16::from(s.fan_on),
-            u16::from(s.enabled),
-        ])
+        Some(vec![(s.drive_pct * 10.0).round() as u16, u16::from(s.fan_on), u16::from(s.enabled)])
     }
 
     fn on_link_down(&mut self, _state: LinkState, _ctx: &mut ControlCtx<'_>) {
@@ -218,11 +180,7 @@ mod tests {
 
     fn run(c: &mut LightControl, w: &[u16], ev: &EventBus) -> Vec<u16> {
         let sp = Setpoints::new(12.0, 10.0, 80.0);
-        let mut ctx = ControlCtx {
-            setpoints: &sp,
-            events: ev,
-            dt: Duration::from_millis(20),
-        };
+        let mut ctx = ControlCtx { setpoints: &sp, events: ev, dt: Duration::from_millis(20) };
         c.update(w, &mut ctx).unwrap()
     }
 

@@ -48,10 +48,7 @@ pub enum LinkError {
     #[error("not connected (waiting {0:?} before reconnecting)")]
     Backoff(Duration),
     #[error("connect to {transport} failed: {source}")]
-    Connect {
-        transport: String,
-        source: std::io::Error,
-    },
+    Connect { transport: String, source: std::io::Error },
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("transport error: {0}")]
@@ -61,20 +58,13 @@ pub enum LinkError {
     #[error("short reply: asked for {asked} registers at {addr}, got {got}")]
     ShortReply { addr: u16, asked: u16, got: usize },
     #[error("read-back mismatch at register {addr}: wrote {wrote:?}, read {read:?}")]
-    ReadbackMismatch {
-        addr: u16,
-        wrote: Vec<u16>,
-        read: Vec<u16>,
-    },
+    ReadbackMismatch { addr: u16, wrote: Vec<u16>, read: Vec<u16> },
 }
 
 impl LinkError {
     /// Errors after which the connection itself cannot be trusted.
     fn poisons_connection(&self) -> bool {
-        matches!(
-            self,
-            LinkError::Timeout(_) | LinkError::Transport(_) | LinkError::ShortReply { .. }
-        )
+        matches!(self, LinkError::Timeout(_) | LinkError::Transport(_) | LinkError::ShortReply { .. })
     }
 }
 
@@ -147,23 +137,17 @@ impl ModbusLink {
         let connect = async {
             match &cfg.transport {
                 Transport::Tcp { addr } => {
-                    let addr: std::net::SocketAddr = addr.parse().map_err(|e| {
-                        std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            format!("{addr}: {e}"),
-                        )
-                    })?;
+                    let addr: std::net::SocketAddr =
+                        addr.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
                     let stream = tokio::net::TcpStream::connect(addr).await?;
                     stream.set_nodelay(true)?;
                     Ok(tokio_modbus::client::tcp::attach_slave(stream, slave))
                 }
                 Transport::Rtu { path, baud } => {
                     use tokio_serial::SerialPort;
-                    let port = tokio_serial::SerialStream::open(&tokio_serial::new(path, *baud))
-                        .map_err(std::io::Error::from)?;
+                    let port = tokio_serial::SerialStream::open(&tokio_serial::new(path, *baud)).map_err(std::io::Error::from)?;
                     // Anything still in the buffers belongs to an earlier request.
-                    port.clear(tokio_serial::ClearBuffer::All)
-                        .map_err(std::io::Error::from)?;
+                    port.clear(tokio_serial::ClearBuffer::All).map_err(std::io::Error::from)?;
                     Ok(tokio_modbus::client::rtu::attach_slave(port, slave))
                 }
             }
@@ -173,10 +157,7 @@ impl ModbusLink {
             Ok(Err(source)) => Err(LinkError::Connect { transport, source }),
             Err(_) => Err(LinkError::Connect {
                 transport,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no connection within {timeout:?}"),
-                ),
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no connection within {timeout:?}")),
             }),
         }
     }
@@ -205,10 +186,7 @@ impl ModbusLink {
                 self.ctx = Some(ctx);
                 self.retry_at = None;
                 if self.state == LinkState::Connecting {
-                    self.transition(
-                        LinkState::Connected,
-                        &format!("opened {}", self.cfg.transport),
-                    );
+                    self.transition(LinkState::Connected, &format!("opened {}", self.cfg.transport));
                     self.reset_backoff();
                 }
                 Ok(())
@@ -216,8 +194,7 @@ impl ModbusLink {
             Err(e) => {
                 self.note_failure(&e);
                 self.retry_at = Some(Instant::now() + self.backoff);
-                self.backoff =
-                    (self.backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
+                self.backoff = (self.backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
                 Err(e)
             }
         }
@@ -281,8 +258,7 @@ impl ModbusLink {
                 if self.state == LinkState::Lost {
                     self.ctx = None;
                     self.retry_at = Some(Instant::now() + self.backoff);
-                    self.backoff =
-                        (self.backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
+                    self.backoff = (self.backoff * 2).min(Duration::from_millis(self.cfg.backoff_max_ms));
                 }
             }
         }
@@ -291,15 +267,9 @@ impl ModbusLink {
 
     /// Read `cnt` holding registers from `addr`.
     pub async fn read(&mut self, addr: u16, cnt: u16) -> Result<Vec<u16>, LinkError> {
-        let words = self
-            .run(|ctx| ctx.read_holding_registers(addr, cnt))
-            .await?;
+        let words = self.run(|ctx| ctx.read_holding_registers(addr, cnt)).await?;
         if words.len() != usize::from(cnt) {
-            let e = LinkError::ShortReply {
-                addr,
-                asked: cnt,
-                got: words.len(),
-            };
+            let e = LinkError::ShortReply { addr, asked: cnt, got: words.len() };
             self.ctx = None;
             self.note_failure(&e);
             return Err(e);
@@ -310,10 +280,7 @@ impl ModbusLink {
     /// Write registers without read-back (the caller verifies another way).
     pub async fn write(&mut self, addr: u16, words: &[u16]) -> Result<(), LinkError> {
         let words = words.to_vec();
-        self.run(move |ctx| {
-            Box::pin(async move { ctx.write_multiple_registers(addr, &words).await })
-        })
-        .await
+        self.run(move |ctx| Box::pin(async move { ctx.write_multiple_registers(addr, &words).await })).await
     }
 
     /// Write registers, then read them back and compare.
@@ -321,11 +288,7 @@ impl ModbusLink {
         self.write(addr, words).await?;
         let read = self.read(addr, words.len() as u16).await?;
         if read != words {
-            let e = LinkError::ReadbackMismatch {
-                addr,
-                wrote: words.to_vec(),
-                read,
-            };
+            let e = LinkError::ReadbackMismatch { addr, wrote: words.to_vec(), read };
             self.note_failure(&e);
             return Err(e);
         }

@@ -20,12 +20,7 @@ impl PedalControl {
     pub fn new(tx: watch::Sender<PedalStatus>, presses: broadcast::Sender<PedalPress>) -> Self {
         let mut status = PedalStatus::default();
         status.presses = tx.borrow().presses;
-        Self {
-            baseline: None,
-            status,
-            tx,
-            presses,
-        }
+        Self { baseline: None, status, tx, presses }
     }
 }
 
@@ -44,9 +39,7 @@ impl DeviceControl for PedalControl {
                 self.status.presses += 1;
                 tracing::info!(press = self.status.presses, "pedal pressed");
                 // No subscriber is fine: nobody is waiting for presses yet.
-                let _ = self.presses.send(PedalPress {
-                    number: self.status.presses,
-                });
+                let _ = self.presses.send(PedalPress { number: self.status.presses });
             }
         }
         self.baseline = Some(count);
@@ -79,11 +72,7 @@ mod tests {
         let mut c = PedalControl::new(watch::channel(Default::default()).0, ptx);
         let sp = Setpoints::default();
         let ev = EventBus::new(8);
-        let mut ctx = ControlCtx {
-            setpoints: &sp,
-            events: &ev,
-            dt: Duration::from_millis(20),
-        };
+        let mut ctx = ControlCtx { setpoints: &sp, events: &ev, dt: Duration::from_millis(20) };
         c.update(&[7, 0, 1], &mut ctx);
         assert!(prx.try_recv().is_err(), "baseline only");
         c.update(&[9, 0, 2], &mut ctx);

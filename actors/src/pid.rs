@@ -15,15 +15,7 @@ pub struct Pid {
 
 impl Pid {
     pub fn new(kp: f64, ki: f64, kd: f64, out_min: f64, out_max: f64) -> Self {
-        Self {
-            kp,
-            ki,
-            kd,
-            out_min,
-            out_max,
-            integral: 0.0,
-            last_error: None,
-        }
+        Self { kp, ki, kd, out_min, out_max, integral: 0.0, last_error: None }
     }
 
     pub fn reset(&mut self) {

@@ -56,15 +56,7 @@ pub fn writable(addr: u16) -> bool {
 
 macro_rules! reg {
     ($addr:expr, $name:literal, $access:ident, $unit:literal, $scale:expr, $signed:expr, $desc:literal) => {
-        RegisterSpec {
-            addr: $addr,
-            name: $name,
-            access: Access::$access,
-            unit: $unit,
-            scale: $scale,
-            signed: $signed,
-            description: $desc,
-        }
+        RegisterSpec { addr: $addr, name: $name, access: Access::$access, unit: $unit, scale: $scale, signed: $signed, description: $desc }
     };
 }
 
@@ -107,7 +99,15 @@ pub mod insufflator {
         reg!(FLOW, "FLOW", Read, "L/min", 0.01, false, "CO2 flow into the patient line"),
         reg!(SUPPLY, "SUPPLY", Read, "bar", 0.01, false, "CO2 cylinder (inlet) pressure"),
         reg!(SAMPLE_SEQ, "SAMPLE_SEQ", Read, "count", 1.0, false, "incremented on every new sensor sample"),
-        reg!(STATUS, "STATUS", Read, "bits", 1.0, false, "b0 proportional open, b1 shut-off open, b2 relief open, b3 heartbeat fail-safe, b4 safety inhibit, b5 safety vent"),
+        reg!(
+            STATUS,
+            "STATUS",
+            Read,
+            "bits",
+            1.0,
+            false,
+            "b0 proportional open, b1 shut-off open, b2 relief open, b3 heartbeat fail-safe, b4 safety inhibit, b5 safety vent"
+        ),
         reg!(DUTY_APPLIED, "DUTY_APPLIED", Read, "%", 0.1, false, "PWM duty actually applied after safety gating"),
         reg!(SAFETY_ECHO, "SAFETY_ECHO", Read, "bits", 1.0, false, "read-back of SAFETY_CMD"),
         reg!(PWM_DUTY, "PWM_DUTY", ReadWrite, "%", 0.1, false, "proportional valve PWM duty, 0..=1000"),
@@ -151,7 +151,15 @@ pub mod light {
         reg!(LED_TEMP, "LED_TEMP", Read, "degC", 0.1, true, "LED junction / heatsink temperature"),
         reg!(TIP_TEMP, "TIP_TEMP", Read, "degC", 0.1, true, "light cable tip temperature"),
         reg!(SAMPLE_SEQ, "SAMPLE_SEQ", Read, "count", 1.0, false, "incremented on every new sensor sample"),
-        reg!(STATUS, "STATUS", Read, "bits", 1.0, false, "b0 cable present, b1 fan running, b2 LED on, b3 heartbeat fail-safe, b4 safety cap active"),
+        reg!(
+            STATUS,
+            "STATUS",
+            Read,
+            "bits",
+            1.0,
+            false,
+            "b0 cable present, b1 fan running, b2 LED on, b3 heartbeat fail-safe, b4 safety cap active"
+        ),
         reg!(SAFETY_ECHO, "SAFETY_ECHO", Read, "%", 1.0, false, "read-back of SAFETY_CAP"),
         reg!(DRIVE_APPLIED, "DRIVE_APPLIED", Read, "%", 0.1, false, "current-driver command actually applied after the cap"),
         reg!(DRIVE, "DRIVE", ReadWrite, "%", 0.1, false, "constant-current driver command, 0..=1000 (the PID output)"),
@@ -186,73 +194,17 @@ pub mod camera {
     }
 
     pub const MAP: &[RegisterSpec] = &[
-        reg!(
-            STATUS,
-            "STATUS",
-            Read,
-            "bits",
-            1.0,
-            false,
-            "b0 streaming, b1 sensor ok, b3 heartbeat fail-safe"
-        ),
-        reg!(
-            SENSOR_TEMP,
-            "SENSOR_TEMP",
-            Read,
-            "degC",
-            0.1,
-            true,
-            "image sensor temperature"
-        ),
-        reg!(
-            FRAME_COUNTER,
-            "FRAME_COUNTER",
-            Read,
-            "count",
-            1.0,
-            false,
-            "frames produced, wraps"
-        ),
-        reg!(
-            SAMPLE_SEQ,
-            "SAMPLE_SEQ",
-            Read,
-            "count",
-            1.0,
-            false,
-            "incremented on every new sample"
-        ),
+        reg!(STATUS, "STATUS", Read, "bits", 1.0, false, "b0 streaming, b1 sensor ok, b3 heartbeat fail-safe"),
+        reg!(SENSOR_TEMP, "SENSOR_TEMP", Read, "degC", 0.1, true, "image sensor temperature"),
+        reg!(FRAME_COUNTER, "FRAME_COUNTER", Read, "count", 1.0, false, "frames produced, wraps"),
+        reg!(SAMPLE_SEQ, "SAMPLE_SEQ", Read, "count", 1.0, false, "incremented on every new sample"),
         reg!(WIDTH, "WIDTH", Read, "px", 1.0, false, "video width"),
         reg!(HEIGHT, "HEIGHT", Read, "px", 1.0, false, "video height"),
         reg!(FPS, "FPS", Read, "Hz", 1.0, false, "video frame rate"),
-        reg!(
-            EXPOSURE,
-            "EXPOSURE",
-            ReadWrite,
-            "us",
-            10.0,
-            false,
-            "exposure time"
-        ),
+        reg!(EXPOSURE, "EXPOSURE", ReadWrite, "us", 10.0, false, "exposure time"),
         reg!(GAIN, "GAIN", ReadWrite, "dB", 0.1, false, "sensor gain"),
-        reg!(
-            WHITE_BALANCE,
-            "WHITE_BALANCE",
-            ReadWrite,
-            "K",
-            10.0,
-            false,
-            "white balance colour temperature"
-        ),
-        reg!(
-            HEARTBEAT,
-            "HEARTBEAT",
-            Safety,
-            "count",
-            1.0,
-            false,
-            "must change at least every 300 ms"
-        ),
+        reg!(WHITE_BALANCE, "WHITE_BALANCE", ReadWrite, "K", 10.0, false, "white balance colour temperature"),
+        reg!(HEARTBEAT, "HEARTBEAT", Safety, "count", 1.0, false, "must change at least every 300 ms"),
     ];
 }
 
@@ -267,42 +219,10 @@ pub mod pedal {
     pub const HEARTBEAT: u16 = 25;
 
     pub const MAP: &[RegisterSpec] = &[
-        reg!(
-            PRESS_COUNT,
-            "PRESS_COUNT",
-            Read,
-            "count",
-            1.0,
-            false,
-            "presses since power-on, wraps; a change is a press event"
-        ),
-        reg!(
-            STATE,
-            "STATE",
-            Read,
-            "bits",
-            1.0,
-            false,
-            "b0 pressed now, b3 heartbeat fail-safe"
-        ),
-        reg!(
-            SAMPLE_SEQ,
-            "SAMPLE_SEQ",
-            Read,
-            "count",
-            1.0,
-            false,
-            "incremented on every new sample"
-        ),
-        reg!(
-            HEARTBEAT,
-            "HEARTBEAT",
-            Safety,
-            "count",
-            1.0,
-            false,
-            "must change at least every 300 ms"
-        ),
+        reg!(PRESS_COUNT, "PRESS_COUNT", Read, "count", 1.0, false, "presses since power-on, wraps; a change is a press event"),
+        reg!(STATE, "STATE", Read, "bits", 1.0, false, "b0 pressed now, b3 heartbeat fail-safe"),
+        reg!(SAMPLE_SEQ, "SAMPLE_SEQ", Read, "count", 1.0, false, "incremented on every new sample"),
+        reg!(HEARTBEAT, "HEARTBEAT", Safety, "count", 1.0, false, "must change at least every 300 ms"),
     ];
 }
 
@@ -355,10 +275,7 @@ pub fn markdown() -> String {
                 Access::Safety => "RW (safety)",
             };
             let signed = if r.signed { " (i16)" } else { "" };
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {}{} | {} |\n",
-                r.addr, r.name, access, r.unit, r.scale, signed, r.description
-            ));
+            out.push_str(&format!("| {} | {} | {} | {} | {}{} | {} |\n", r.addr, r.name, access, r.unit, r.scale, signed, r.description));
         }
     }
     out

@@ -23,11 +23,7 @@ pub struct SafetySlot(Arc<Mutex<Option<SafetyIsland>>>);
 impl SafetySlot {
     /// Run `f` on the island, if one is running.
     pub fn with<R>(&self, f: impl FnOnce(&SafetyIsland) -> R) -> Option<R> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(f)
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(f)
     }
 
     fn take(&self) -> Option<SafetyIsland> {
@@ -78,11 +74,7 @@ impl Actor for SafetyActor {
     type State = SafetyArgs;
     type Arguments = SafetyArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        a: SafetyArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, a: SafetyArgs) -> Result<Self::State, ActorProcessingErr> {
         a.liveness.beat();
         match a.slot.with(|i| i.is_alive(ISLAND_STALL_LIMIT)) {
             Some(true) => tracing::info!("safety actor: adopting the running safety island"),
@@ -99,36 +91,21 @@ impl Actor for SafetyActor {
         Ok(a)
     }
 
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        a: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, a: &mut Self::State) -> Result<(), ActorProcessingErr> {
         match msg {
             SafetyMsg::Watchdog => {
                 a.liveness.beat();
                 // Give a new island time to connect before judging it.
-                let alive = a.slot.with(|i| {
-                    i.is_alive(ISLAND_STALL_LIMIT)
-                        || i.stats().cycles.load(std::sync::atomic::Ordering::Relaxed) == 0
-                });
+                let alive =
+                    a.slot.with(|i| i.is_alive(ISLAND_STALL_LIMIT) || i.stats().cycles.load(std::sync::atomic::Ordering::Relaxed) == 0);
                 if alive != Some(true) {
-                    a.events.raise(
-                        "safety",
-                        "ISLAND_RESTART",
-                        Severity::High,
-                        "safety island stopped cycling: starting a new island",
-                    );
+                    a.events.raise("safety", "ISLAND_RESTART", Severity::High, "safety island stopped cycling: starting a new island");
                     if let Some(old) = a.slot.take() {
                         old.stop();
                     }
                     start_island(a)?;
-                } else if a.events.is_active("safety", "ISLAND_RESTART")
-                    && a.slot.with(|i| i.is_alive(ISLAND_STALL_LIMIT)) == Some(true)
-                {
-                    a.events
-                        .clear("safety", "ISLAND_RESTART", "safety island cycling again");
+                } else if a.events.is_active("safety", "ISLAND_RESTART") && a.slot.with(|i| i.is_alive(ISLAND_STALL_LIMIT)) == Some(true) {
+                    a.events.clear("safety", "ISLAND_RESTART", "safety island cycling again");
                 }
             }
             SafetyMsg::TestPanic => panic!("safety actor: test hook panic"),

@@ -69,11 +69,7 @@ struct DeviceFreshness {
 
 impl DeviceFreshness {
     fn new() -> Self {
-        Self {
-            last_seq: None,
-            last_fresh: None,
-            value: None,
-        }
+        Self { last_seq: None, last_fresh: None, value: None }
     }
 
     /// Take a reading: `value` is `None` when invalid or implausible.
@@ -194,86 +190,48 @@ impl Loop {
         if stall > 0 {
             std::thread::sleep(Duration::from_millis(stall));
         }
-        let (ins_r, light_r) = tokio::join!(
-            self.ins_link.read(0, ins::SENSOR_LEN),
-            self.light_link.read(0, light::SENSOR_LEN)
-        );
+        let (ins_r, light_r) = tokio::join!(self.ins_link.read(0, ins::SENSOR_LEN), self.light_link.read(0, light::SENSOR_LEN));
         let now = Instant::now();
         let mut trips = Vec::new();
         if let Ok(w) = ins_r {
-            let p = registers::decode_signed(w[ins::PRESSURE as usize], 0.01)
-                .filter(|p| in_span(*p, self.cfg.pressure_span_mmhg));
-            self.ins_fresh
-                .observe(now, w[ins::SAMPLE_SEQ as usize], p.map(|p| (p, 0.0)));
-            self.check_echo(
-                "insufflator",
-                w[ins::SAFETY_ECHO as usize],
-                self.last_ins_cmd,
-                &mut trips,
-            );
+            let p = registers::decode_signed(w[ins::PRESSURE as usize], 0.01).filter(|p| in_span(*p, self.cfg.pressure_span_mmhg));
+            self.ins_fresh.observe(now, w[ins::SAMPLE_SEQ as usize], p.map(|p| (p, 0.0)));
+            self.check_echo("insufflator", w[ins::SAFETY_ECHO as usize], self.last_ins_cmd, &mut trips);
         }
         if let Ok(w) = light_r {
             let span = self.cfg.temperature_span_c;
-            let led = registers::decode_signed(w[light::LED_TEMP as usize], 0.1)
-                .filter(|t| in_span(*t, span));
-            let tip = registers::decode_signed(w[light::TIP_TEMP as usize], 0.1)
-                .filter(|t| in_span(*t, span));
-            self.light_fresh
-                .observe(now, w[light::SAMPLE_SEQ as usize], led.zip(tip));
-            self.check_echo(
-                "light",
-                w[light::SAFETY_ECHO as usize],
-                self.last_light_cap,
-                &mut trips,
-            );
+            let led = registers::decode_signed(w[light::LED_TEMP as usize], 0.1).filter(|t| in_span(*t, span));
+            let tip = registers::decode_signed(w[light::TIP_TEMP as usize], 0.1).filter(|t| in_span(*t, span));
+            self.light_fresh.observe(now, w[light::SAMPLE_SEQ as usize], led.zip(tip));
+            self.check_echo("light", w[light::SAFETY_ECHO as usize], self.last_light_cap, &mut trips);
         }
         let stale = Duration::from_millis(self.cfg.stale_ms);
         let safe_state = self.setpoints.safe_state();
         let pressure = self.ins_fresh.current(now, stale).map(|v| v.0);
-        let cmd = self.ins_il.update(
-            pressure,
-            self.setpoints.pressure_mmhg(),
-            &self.cfg,
-            safe_state,
-            &mut trips,
-        );
-        let cap = self.light_il.update(
-            self.light_fresh.current(now, stale),
-            &self.cfg,
-            safe_state,
-            &mut trips,
-        );
+        let cmd = self.ins_il.update(pressure, self.setpoints.pressure_mmhg(), &self.cfg, safe_state, &mut trips);
+        let cap = self.light_il.update(self.light_fresh.current(now, stale), &self.cfg, safe_state, &mut trips);
         self.heartbeat = self.heartbeat.wrapping_add(1);
         let hb = self.heartbeat;
         let (ins_words, light_words) = ([cmd, hb], [cap, hb]);
-        let (wi, wl) = tokio::join!(
-            self.ins_link.write(ins::SAFETY_CMD, &ins_words),
-            self.light_link.write(light::SAFETY_CAP, &light_words)
-        );
+        let (wi, wl) =
+            tokio::join!(self.ins_link.write(ins::SAFETY_CMD, &ins_words), self.light_link.write(light::SAFETY_CAP, &light_words));
         self.last_ins_cmd = wi.is_ok().then_some(cmd);
         self.last_light_cap = wl.is_ok().then_some(cap);
         self.stats.insufflator_cmd.store(cmd, Ordering::Relaxed);
         self.stats.light_cap.store(cap, Ordering::Relaxed);
-        if self.last_aux.is_none_or(|t| {
-            now.duration_since(t) >= Duration::from_millis(self.cfg.aux_heartbeat_ms)
-        }) {
+        if self.last_aux.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(self.cfg.aux_heartbeat_ms)) {
             self.last_aux = Some(now);
             let hb_words = [hb];
             let _ = tokio::join!(
-                self.camera_link
-                    .write(registers::camera::HEARTBEAT, &hb_words),
-                self.pedal_link
-                    .write(registers::pedal::HEARTBEAT, &hb_words)
+                self.camera_link.write(registers::camera::HEARTBEAT, &hb_words),
+                self.pedal_link.write(registers::pedal::HEARTBEAT, &hb_words)
             );
         }
         self.publish(trips);
     }
 
     fn publish(&mut self, trips: Vec<Trip>) {
-        self.stats.trips.fetch_add(
-            trips.iter().filter(|t| t.active).count() as u64,
-            Ordering::Relaxed,
-        );
+        self.stats.trips.fetch_add(trips.iter().filter(|t| t.active).count() as u64, Ordering::Relaxed);
         self.backlog.extend(trips);
         while !self.backlog.is_empty() {
             let t = self.backlog.remove(0);
@@ -300,10 +258,7 @@ fn try_realtime() {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0);
         let param = libc::sched_param { sched_priority: 50 };
         if libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) != 0 {
-            tracing::warn!(
-                "safety island: SCHED_FIFO not permitted ({}); running at normal priority",
-                std::io::Error::last_os_error()
-            );
+            tracing::warn!("safety island: SCHED_FIFO not permitted ({}); running at normal priority", std::io::Error::last_os_error());
         } else {
             tracing::info!("safety island: running with SCHED_FIFO priority 50");
         }
@@ -346,18 +301,12 @@ const ISLAND_THREAD: &str = "safety-island";
 
 impl SafetyIsland {
     /// Start the island thread. Fails only if the OS cannot create a thread.
-    pub fn start(
-        cfg: SafetyConfig,
-        setpoints: Setpoints,
-        events: EventBus,
-    ) -> std::io::Result<SafetyIsland> {
+    pub fn start(cfg: SafetyConfig, setpoints: Setpoints, events: EventBus) -> std::io::Result<SafetyIsland> {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(IslandStats::default());
         let hooks = Arc::new(IslandTestHooks::default());
         let (tx, rx) = sync_channel(1024);
-        std::thread::Builder::new()
-            .name("safety-alarms".into())
-            .spawn(move || forward_trips(rx, events))?;
+        std::thread::Builder::new().name("safety-alarms".into()).spawn(move || forward_trips(rx, events))?;
         let period = cfg.period();
         let started = Instant::now();
         let (stop2, stats2, hooks2) = (stop.clone(), stats.clone(), hooks.clone());
@@ -404,14 +353,7 @@ impl SafetyIsland {
             }
             tracing::info!("safety island stopped");
         })?;
-        Ok(SafetyIsland {
-            stop,
-            handle: Some(handle),
-            stats,
-            hooks,
-            started,
-            period,
-        })
+        Ok(SafetyIsland { stop, handle: Some(handle), stats, hooks, started, period })
     }
 
     pub fn stats(&self) -> &IslandStats {

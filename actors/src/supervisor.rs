@@ -15,9 +15,7 @@
 
 use crate::events::{EventBus, EventKind, Severity};
 use futures::future::BoxFuture;
-use ractor::{
-    Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent,
-};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,32 +84,14 @@ fn default_backoff_max() -> u64 {
 
 impl SupervisorPolicy {
     pub fn validate(&self, path: &str) -> Result<(), crate::config::ConfigError> {
-        crate::config::check_int(
-            &format!("{path}.max_restarts"),
-            u64::from(self.max_restarts),
-            0,
-            10_000,
-            "restarts",
-        )?;
-        crate::config::check_int(
-            &format!("{path}.window_ms"),
-            self.window_ms,
-            1,
-            3_600_000,
-            "ms",
-        )
+        crate::config::check_int(&format!("{path}.max_restarts"), u64::from(self.max_restarts), 0, 10_000, "restarts")?;
+        crate::config::check_int(&format!("{path}.window_ms"), self.window_ms, 1, 3_600_000, "ms")
     }
 }
 
 impl ChildPolicy {
     pub fn validate(&self, path: &str) -> Result<(), crate::config::ConfigError> {
-        crate::config::check_int(
-            &format!("{path}.backoff_initial_ms"),
-            self.backoff_initial_ms,
-            0,
-            60_000,
-            "ms",
-        )?;
+        crate::config::check_int(&format!("{path}.backoff_initial_ms"), self.backoff_initial_ms, 0, 60_000, "ms")?;
         crate::config::check_int(
             &format!("{path}.backoff_max_ms"),
             self.backoff_max_ms,
@@ -138,8 +118,7 @@ pub struct Liveness(Arc<AtomicU64>);
 
 impl Liveness {
     pub fn beat(&self) {
-        self.0
-            .store(epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.0.store(epoch().elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     pub fn age(&self) -> Duration {
         let now = epoch().elapsed().as_millis() as u64;
@@ -148,8 +127,7 @@ impl Liveness {
 }
 
 /// Starts a child linked to the given supervisor and returns its cell.
-pub type StartFn =
-    Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
+pub type StartFn = Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
 /// Called on meltdown with (supervisor name, reason).
 pub type MeltdownHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
@@ -214,21 +192,14 @@ pub enum SupervisorError {
     #[error("supervisor {supervisor} meltdown: {reason}")]
     Meltdown { supervisor: String, reason: String },
     #[error("supervisor {supervisor} could not start child {child}: {source}")]
-    Start {
-        supervisor: String,
-        child: String,
-        source: SpawnErr,
-    },
+    Start { supervisor: String, child: String, source: SpawnErr },
 }
 
 pub struct Supervisor;
 
 impl Supervisor {
     /// Spawn a supervisor, optionally linked to a parent.
-    pub async fn spawn(
-        spec: SupervisorSpec,
-        parent: Option<ActorCell>,
-    ) -> Result<ActorRef<SupervisorMsg>, SpawnErr> {
+    pub async fn spawn(spec: SupervisorSpec, parent: Option<ActorCell>) -> Result<ActorRef<SupervisorMsg>, SpawnErr> {
         let name = spec.name.clone();
         let (r, _) = match parent {
             Some(p) => Actor::spawn_linked(Some(name), Supervisor, spec, p).await?,
@@ -241,20 +212,14 @@ impl Supervisor {
     pub fn child_start(make: Arc<dyn Fn() -> SupervisorSpec + Send + Sync>) -> StartFn {
         Arc::new(move |parent| {
             let spec = make();
-            Box::pin(async move {
-                Supervisor::spawn(spec, Some(parent))
-                    .await
-                    .map(|r| r.get_cell())
-            })
+            Box::pin(async move { Supervisor::spawn(spec, Some(parent)).await.map(|r| r.get_cell()) })
         })
     }
 }
 
 impl SupervisorState {
     fn index_of(&self, cell: &ActorCell) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|s| s.cell.as_ref().map(|c| c.get_id()) == Some(cell.get_id()))
+        self.slots.iter().position(|s| s.cell.as_ref().map(|c| c.get_id()) == Some(cell.get_id()))
     }
 
     /// Record a restart; true if the intensity limit is exceeded.
@@ -262,11 +227,7 @@ impl SupervisorState {
         let now = Instant::now();
         let window = Duration::from_millis(self.policy.window_ms);
         self.recent.push_back(now);
-        while self
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
-        {
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) > window) {
             self.recent.pop_front();
         }
         self.recent.len() > self.policy.max_restarts as usize
@@ -286,11 +247,7 @@ impl SupervisorState {
         d
     }
 
-    async fn start_child(
-        &mut self,
-        myself: &ActorRef<SupervisorMsg>,
-        i: usize,
-    ) -> Result<(), SpawnErr> {
+    async fn start_child(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) -> Result<(), SpawnErr> {
         let slot = &mut self.slots[i];
         if let Some(l) = &slot.spec.liveness {
             l.beat();
@@ -302,10 +259,8 @@ impl SupervisorState {
     }
 
     fn meltdown(&mut self, child: &str, reason: &str) -> ActorProcessingErr {
-        let why = format!(
-            "more than {} restarts within {} ms (last: child {child}: {reason})",
-            self.policy.max_restarts, self.policy.window_ms
-        );
+        let why =
+            format!("more than {} restarts within {} ms (last: child {child}: {reason})", self.policy.max_restarts, self.policy.window_ms);
         tracing::error!(supervisor = %self.name, child, reason, action = "meltdown", "supervisor decision");
         self.events.raise(
             &format!("supervisor/{}", self.name),
@@ -318,10 +273,7 @@ impl SupervisorState {
                 hook(&self.name, &why);
             }
         }
-        Box::new(SupervisorError::Meltdown {
-            supervisor: self.name.clone(),
-            reason: why,
-        })
+        Box::new(SupervisorError::Meltdown { supervisor: self.name.clone(), reason: why })
     }
 
     /// Circuit breaker: no escalation, one retry after a cool-down window.
@@ -332,10 +284,7 @@ impl SupervisorState {
             &format!("supervisor/{}", self.name),
             "CONTAINED",
             Severity::Medium,
-            format!(
-                "{child} keeps failing ({reason}); retrying in {} ms",
-                cool_down.as_millis()
-            ),
+            format!("{child} keeps failing ({reason}); retrying in {} ms", cool_down.as_millis()),
         );
         self.recent.clear();
         self.slots[i].restarts += 1;
@@ -343,10 +292,7 @@ impl SupervisorState {
         let (epoch, me) = (self.epoch, myself.clone());
         tokio::spawn(async move {
             tokio::time::sleep(cool_down).await;
-            let _ = me.cast(SupervisorMsg::Restart {
-                indices: vec![i],
-                epoch,
-            });
+            let _ = me.cast(SupervisorMsg::Restart { indices: vec![i], epoch });
         });
     }
 
@@ -386,11 +332,7 @@ impl SupervisorState {
             if let Some(cell) = self.slots[j].cell.take() {
                 let why = format!("{:?}: sibling {child} failed", self.policy.strategy);
                 tracing::info!(supervisor = %self.name, child = %self.slots[j].spec.name, reason = %why, action = "stop for group restart", "supervisor decision");
-                if cell
-                    .stop_and_wait(Some(why), Some(Duration::from_secs(5)))
-                    .await
-                    .is_err()
-                {
+                if cell.stop_and_wait(Some(why), Some(Duration::from_secs(5))).await.is_err() {
                     cell.kill();
                 }
             }
@@ -407,20 +349,13 @@ impl SupervisorState {
             Severity::Low,
             &format!("supervisor/{}", self.name),
             "RESTART",
-            format!(
-                "restarting {child} in {} ms ({:?}): {reason}",
-                delay.as_millis(),
-                self.policy.strategy
-            ),
+            format!("restarting {child} in {} ms ({:?}): {reason}", delay.as_millis(), self.policy.strategy),
         );
         let epoch = self.epoch;
         let me = myself.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = me.cast(SupervisorMsg::Restart {
-                indices: group,
-                epoch,
-            });
+            let _ = me.cast(SupervisorMsg::Restart { indices: group, epoch });
         });
         Ok(())
     }
@@ -431,11 +366,7 @@ impl Actor for Supervisor {
     type State = SupervisorState;
     type Arguments = SupervisorSpec;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        spec: SupervisorSpec,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, spec: SupervisorSpec) -> Result<Self::State, ActorProcessingErr> {
         let mut state = SupervisorState {
             name: spec.name,
             policy: spec.policy,
@@ -456,56 +387,42 @@ impl Actor for Supervisor {
             on_meltdown: spec.on_meltdown,
             epoch: 0,
         };
+        // A child that fails to start is handled like one that failed later:
+        // restarted per its policy with backoff, counted toward intensity.
+        // Only a meltdown fails the supervisor's own start.
         for i in 0..state.slots.len() {
-            if let Err(source) = state.start_child(&myself, i).await {
-                let child = state.slots[i].spec.name.clone();
-                for slot in &mut state.slots {
-                    if let Some(c) = slot.cell.take() {
-                        c.stop(Some("supervisor start failed".into()));
+            let child = state.slots[i].spec.name.clone();
+            match state.start_child(&myself, i).await {
+                Ok(()) => tracing::info!(supervisor = %state.name, child, "child started"),
+                Err(source) => {
+                    let reason = format!("start failed: {source}");
+                    if let Err(e) = state.on_child_exit(&myself, i, true, reason).await {
+                        for slot in &mut state.slots {
+                            if let Some(c) = slot.cell.take() {
+                                c.stop(Some("supervisor start failed".into()));
+                            }
+                        }
+                        return Err(e);
                     }
                 }
-                return Err(Box::new(SupervisorError::Start {
-                    supervisor: state.name,
-                    child,
-                    source,
-                }));
             }
-            tracing::info!(supervisor = %state.name, child = %state.slots[i].spec.name, "child started");
         }
-        if state
-            .slots
-            .iter()
-            .any(|s| s.spec.liveness.is_some() && s.spec.policy.hang_timeout_ms.is_some())
-        {
+        if state.slots.iter().any(|s| s.spec.liveness.is_some() && s.spec.policy.hang_timeout_ms.is_some()) {
             myself.send_interval(Duration::from_millis(50), || SupervisorMsg::CheckLiveness);
         }
         Ok(state)
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         for slot in state.slots.iter_mut().rev() {
             if let Some(c) = slot.cell.take() {
-                let _ = c
-                    .stop_and_wait(
-                        Some("supervisor stopping".into()),
-                        Some(Duration::from_secs(5)),
-                    )
-                    .await;
+                let _ = c.stop_and_wait(Some("supervisor stopping".into()), Some(Duration::from_secs(5))).await;
             }
         }
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Restart { indices, epoch } => {
                 if epoch != state.epoch {
@@ -519,11 +436,7 @@ impl Actor for Supervisor {
                     match state.start_child(&myself, i).await {
                         Ok(()) => {
                             tracing::info!(supervisor = %state.name, child, action = "restarted", "supervisor decision");
-                            state.events.clear(
-                                &format!("supervisor/{}", state.name),
-                                "CONTAINED",
-                                format!("{child} restarted"),
-                            );
+                            state.events.clear(&format!("supervisor/{}", state.name), "CONTAINED", format!("{child} restarted"));
                         }
                         Err(e) => {
                             let reason = format!("start failed: {e}");
@@ -535,11 +448,7 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::CheckLiveness => {
                 for slot in &mut state.slots {
-                    let (Some(l), Some(limit), Some(cell)) = (
-                        &slot.spec.liveness,
-                        slot.spec.policy.hang_timeout_ms,
-                        &slot.cell,
-                    ) else {
+                    let (Some(l), Some(limit), Some(cell)) = (&slot.spec.liveness, slot.spec.policy.hang_timeout_ms, &slot.cell) else {
                         continue;
                     };
                     let age = l.age();
@@ -554,20 +463,12 @@ impl Actor for Supervisor {
                 let v = state
                     .slots
                     .iter()
-                    .map(|s| ChildStatus {
-                        name: s.spec.name.clone(),
-                        running: s.cell.is_some(),
-                        restarts: s.restarts,
-                    })
+                    .map(|s| ChildStatus { name: s.spec.name.clone(), running: s.cell.is_some(), restarts: s.restarts })
                     .collect();
                 let _ = reply.send(v);
             }
             SupervisorMsg::Child(name, reply) => {
-                let c = state
-                    .slots
-                    .iter()
-                    .find(|s| s.spec.name == name)
-                    .and_then(|s| s.cell.clone());
+                let c = state.slots.iter().find(|s| s.spec.name == name).and_then(|s| s.cell.clone());
                 let _ = reply.send(c);
             }
         }
@@ -583,16 +484,8 @@ impl Actor for Supervisor {
         let (cell, abnormal, reason) = match evt {
             SupervisionEvent::ActorFailed(cell, err) => (cell, true, format!("failed: {err}")),
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                let hung = state
-                    .index_of(&cell)
-                    .is_some_and(|i| state.slots[i].killed_as_hung);
-                let reason = reason.unwrap_or_else(|| {
-                    if hung {
-                        "killed: hung".into()
-                    } else {
-                        "stopped".into()
-                    }
-                });
+                let hung = state.index_of(&cell).is_some_and(|i| state.slots[i].killed_as_hung);
+                let reason = reason.unwrap_or_else(|| if hung { "killed: hung".into() } else { "stopped".into() });
                 (cell, hung, reason)
             }
             _ => return Ok(()),
@@ -620,20 +513,11 @@ mod tests {
         type Msg = ProbeMsg;
         type State = ();
         type Arguments = Arc<AtomicUsize>;
-        async fn pre_start(
-            &self,
-            _m: ActorRef<ProbeMsg>,
-            starts: Arc<AtomicUsize>,
-        ) -> Result<(), ActorProcessingErr> {
+        async fn pre_start(&self, _m: ActorRef<ProbeMsg>, starts: Arc<AtomicUsize>) -> Result<(), ActorProcessingErr> {
             starts.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
-        async fn handle(
-            &self,
-            m: ActorRef<ProbeMsg>,
-            msg: ProbeMsg,
-            _s: &mut (),
-        ) -> Result<(), ActorProcessingErr> {
+        async fn handle(&self, m: ActorRef<ProbeMsg>, msg: ProbeMsg, _s: &mut ()) -> Result<(), ActorProcessingErr> {
             match msg {
                 ProbeMsg::Crash => panic!("probe crash"),
                 ProbeMsg::Quit => m.stop(None),
@@ -645,20 +529,11 @@ mod tests {
     fn probe(name: &str, restart: RestartType, starts: Arc<AtomicUsize>) -> ChildSpec {
         ChildSpec {
             name: name.into(),
-            policy: ChildPolicy {
-                restart,
-                backoff_initial_ms: 1,
-                backoff_max_ms: 4,
-                hang_timeout_ms: None,
-            },
+            policy: ChildPolicy { restart, backoff_initial_ms: 1, backoff_max_ms: 4, hang_timeout_ms: None },
             liveness: None,
             start: Arc::new(move |sup| {
                 let starts = starts.clone();
-                Box::pin(async move {
-                    Actor::spawn_linked(None, Probe, starts, sup)
-                        .await
-                        .map(|(r, _)| r.get_cell())
-                })
+                Box::pin(async move { Actor::spawn_linked(None, Probe, starts, sup).await.map(|(r, _)| r.get_cell()) })
             }),
         }
     }
@@ -675,43 +550,22 @@ mod tests {
         let m2 = melted.clone();
         let spec = SupervisorSpec {
             name: format!("sup-test-{:?}-{}", strategy, epoch().elapsed().as_nanos()),
-            policy: SupervisorPolicy {
-                strategy,
-                max_restarts,
-                window_ms: 10_000,
-                meltdown: MeltdownAction::SafeState,
-            },
-            children: ["a", "b", "c"]
-                .iter()
-                .zip(restarts)
-                .zip(&starts)
-                .map(|((n, r), s)| probe(n, r, s.clone()))
-                .collect(),
+            policy: SupervisorPolicy { strategy, max_restarts, window_ms: 10_000, meltdown: MeltdownAction::SafeState },
+            children: ["a", "b", "c"].iter().zip(restarts).zip(&starts).map(|((n, r), s)| probe(n, r, s.clone())).collect(),
             events: EventBus::new(64),
-            on_meltdown: Some(Arc::new(move |sup: &str, _why: &str| {
-                m2.lock().unwrap().push(sup.to_string())
-            })),
+            on_meltdown: Some(Arc::new(move |sup: &str, _why: &str| m2.lock().unwrap().push(sup.to_string()))),
         };
         let sup = Supervisor::spawn(spec, None).await.unwrap();
-        Fixture {
-            sup,
-            starts,
-            melted,
-        }
+        Fixture { sup, starts, melted }
     }
 
     impl Fixture {
         async fn send(&self, child: &str, msg: ProbeMsg) {
-            let cell = ractor::call_t!(self.sup, SupervisorMsg::Child, 1000, child.to_string())
-                .unwrap()
-                .unwrap();
+            let cell = ractor::call_t!(self.sup, SupervisorMsg::Child, 1000, child.to_string()).unwrap().unwrap();
             cell.send_message(msg).unwrap();
         }
         fn counts(&self) -> Vec<usize> {
-            self.starts
-                .iter()
-                .map(|s| s.load(Ordering::SeqCst))
-                .collect()
+            self.starts.iter().map(|s| s.load(Ordering::SeqCst)).collect()
         }
         async fn settle_on(&self, want: &[usize]) -> Vec<usize> {
             for _ in 0..300 {
@@ -751,16 +605,7 @@ mod tests {
 
     #[tokio::test]
     async fn transient_restarts_after_a_crash_but_not_after_a_normal_stop_and_temporary_never() {
-        let f = fixture(
-            Strategy::OneForOne,
-            5,
-            [
-                RestartType::Transient,
-                RestartType::Transient,
-                RestartType::Temporary,
-            ],
-        )
-        .await;
+        let f = fixture(Strategy::OneForOne, 5, [RestartType::Transient, RestartType::Transient, RestartType::Temporary]).await;
         f.send("a", ProbeMsg::Crash).await;
         f.send("b", ProbeMsg::Quit).await;
         f.send("c", ProbeMsg::Crash).await;
@@ -791,36 +636,19 @@ mod tests {
         let starts: Vec<_> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
         let spec = SupervisorSpec {
             name: format!("sup-contain-{}", epoch().elapsed().as_nanos()),
-            policy: SupervisorPolicy {
-                strategy: Strategy::OneForOne,
-                max_restarts: 1,
-                window_ms: 300,
-                meltdown: MeltdownAction::Contain,
-            },
-            children: ["a", "b", "c"]
-                .iter()
-                .zip(&starts)
-                .map(|(n, s)| probe(n, P, s.clone()))
-                .collect(),
+            policy: SupervisorPolicy { strategy: Strategy::OneForOne, max_restarts: 1, window_ms: 300, meltdown: MeltdownAction::Contain },
+            children: ["a", "b", "c"].iter().zip(&starts).map(|(n, s)| probe(n, P, s.clone())).collect(),
             events: EventBus::new(64),
             on_meltdown: None,
         };
-        let f = Fixture {
-            sup: Supervisor::spawn(spec, None).await.unwrap(),
-            starts,
-            melted: Arc::default(),
-        };
+        let f = Fixture { sup: Supervisor::spawn(spec, None).await.unwrap(), starts, melted: Arc::default() };
         f.send("a", ProbeMsg::Crash).await;
         assert_eq!(f.settle_on(&[2, 1, 1]).await, vec![2, 1, 1]);
         f.send("a", ProbeMsg::Crash).await; // over intensity: contained
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(f.counts(), vec![2, 1, 1], "no immediate restart");
         assert_eq!(f.sup.get_status(), ractor::ActorStatus::Running);
-        assert_eq!(
-            f.settle_on(&[3, 1, 1]).await,
-            vec![3, 1, 1],
-            "retried after the cool-down"
-        );
+        assert_eq!(f.settle_on(&[3, 1, 1]).await, vec![3, 1, 1], "retried after the cool-down");
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //! - `physics`: the physics thread (absolute deadlines, real dt).
 //! - `serial`: opening and adopting serial ports for RTU.
 //! - `rng`: the seeded noise source.
+//! - [`video`]: video sources: [`video::SyntheticSource`] (synthetic endoscopy
+//!   with lesion ground truth and disturbances), Y4M file reader and writer,
+//!   training-data dump.
 
 #![deny(unsafe_code)]
 #![cfg_attr(
@@ -42,6 +45,7 @@ mod rng;
 mod serial;
 mod sim_device;
 mod table;
+pub mod video;
 
 #[cfg(test)]
 mod tests;

@@ -62,9 +62,7 @@ fn series(sim: &SimHost, n: usize, period: Duration, rng: &mut Rng) -> (Vec<f64>
         // Back under P1: the island releases the vent.
         sim.inject_pressure(SET_PRESSURE - 2.0);
         wait_until(WAIT_LIMIT, || !sim.insufflator().relief_open);
-        std::thread::sleep(Duration::from_micros(
-            rng.next() % period.as_micros().max(1) as u64,
-        ));
+        std::thread::sleep(Duration::from_micros(rng.next() % period.as_micros().max(1) as u64));
         let t0 = sim.inject_pressure(p2 + 0.5);
         let vented = wait_until(WAIT_LIMIT, || sim.last_vent_open().is_some_and(|t| t >= t0));
         match (vented, sim.last_vent_open()) {
@@ -76,11 +74,7 @@ fn series(sim: &SimHost, n: usize, period: Duration, rng: &mut Rng) -> (Vec<f64>
 }
 
 fn saturate_other_cores(stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
-    let others = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .saturating_sub(1)
-        .max(1);
+    let others = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).saturating_sub(1).max(1);
     (0..others)
         .map(|_| {
             let stop = stop.clone();
@@ -97,26 +91,17 @@ fn saturate_other_cores(stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()
 pub fn run(mut cfg: TowerConfig, quick: bool) -> Result<BenchReport, InterlockBenchError> {
     let n = if quick { 1000 } else { 10_000 };
     cfg.sim.embedded = true;
-    for link in [
-        &mut cfg.safety.insufflator,
-        &mut cfg.safety.light,
-        &mut cfg.safety.camera,
-        &mut cfg.safety.pedal,
-    ] {
-        link.transport = Transport::Tcp {
-            addr: "127.0.0.1:0".into(),
-        };
+    for link in [&mut cfg.safety.insufflator, &mut cfg.safety.light, &mut cfg.safety.camera, &mut cfg.safety.pedal] {
+        link.transport = Transport::Tcp { addr: "127.0.0.1:0".into() };
     }
     // No leak and no inflow: the pressure stays where it is injected.
     cfg.sim.model.insufflator.leak_lpm = 0.0;
     let sim = start_simulators(&mut cfg).map_err(|e| InterlockBenchError::Start(e.to_string()))?;
     let period = cfg.safety.period();
     let setpoints = Setpoints::new(SET_PRESSURE, 10.0, 50.0);
-    let island = SafetyIsland::start(cfg.safety.clone(), setpoints, EventBus::default())
-        .map_err(|e| InterlockBenchError::Start(e.to_string()))?;
-    if !wait_until(Duration::from_secs(5), || {
-        !sim.failsafe(Device::Insufflator)
-    }) {
+    let island =
+        SafetyIsland::start(cfg.safety.clone(), setpoints, EventBus::default()).map_err(|e| InterlockBenchError::Start(e.to_string()))?;
+    if !wait_until(Duration::from_secs(5), || !sim.failsafe(Device::Insufflator)) {
         island.stop();
         sim.stop();
         return Err(InterlockBenchError::NeverReady);

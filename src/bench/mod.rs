@@ -4,6 +4,7 @@
 //! in pass/fail tests.
 
 pub mod interlock;
+pub mod video;
 
 use serde::Serialize;
 
@@ -29,19 +30,8 @@ impl Stats {
             let i = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
             v[i.min(v.len() - 1)]
         };
-        let mean = if v.is_empty() {
-            f64::NAN
-        } else {
-            v.iter().sum::<f64>() / v.len() as f64
-        };
-        Stats {
-            label: label.to_string(),
-            n: v.len(),
-            p50: pct(50.0),
-            p99: pct(99.0),
-            max: v.last().copied().unwrap_or(f64::NAN),
-            mean,
-        }
+        let mean = if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+        Stats { label: label.to_string(), n: v.len(), p50: pct(50.0), p99: pct(99.0), max: v.last().copied().unwrap_or(f64::NAN), mean }
     }
 }
 
@@ -69,20 +59,11 @@ impl BenchReport {
             return;
         }
         println!("bench {} ({})", self.name, self.unit);
-        println!(
-            "{:<12} {:>8} {:>10} {:>10} {:>10} {:>10}",
-            "run", "n", "p50", "p99", "max", "mean"
-        );
+        println!("{:<12} {:>8} {:>10} {:>10} {:>10} {:>10}", "run", "n", "p50", "p99", "max", "mean");
         for r in &self.runs {
-            println!(
-                "{:<12} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
-                r.label, r.n, r.p50, r.p99, r.max, r.mean
-            );
+            println!("{:<12} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10.1}", r.label, r.n, r.p50, r.p99, r.max, r.mean);
         }
-        println!(
-            "{:<12} {:>8} {:>10.1} {:>10.1} {:>10.1}",
-            "all", self.n, self.p50, self.p99, self.max
-        );
+        println!("{:<12} {:>8} {:>10.1} {:>10.1} {:>10.1}", "all", self.n, self.p50, self.p99, self.max);
         println!("notes: {}", self.notes);
     }
 }

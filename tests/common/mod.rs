@@ -13,35 +13,18 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// The shipped config, with a unique tower id and every device on port 0.
 pub fn test_config() -> TowerConfig {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/tower.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/tower.toml")).unwrap();
     let mut cfg = TowerConfig::from_toml(&text).unwrap();
-    cfg.tower.id = format!(
-        "t{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
+    cfg.tower.id = format!("t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     cfg.tower.status_interval_ms = 500;
     cfg.safety.realtime_priority = false;
-    let any = || Transport::Tcp {
-        addr: "127.0.0.1:0".into(),
-    };
+    let any = || Transport::Tcp { addr: "127.0.0.1:0".into() };
     let d = &mut cfg.devices;
-    for l in [
-        &mut d.insufflator.link,
-        &mut d.light.link,
-        &mut d.camera.link,
-        &mut d.pedal.link,
-    ] {
+    for l in [&mut d.insufflator.link, &mut d.light.link, &mut d.camera.link, &mut d.pedal.link] {
         l.transport = any();
     }
     let s = &mut cfg.safety;
-    for l in [
-        &mut s.insufflator,
-        &mut s.light,
-        &mut s.camera,
-        &mut s.pedal,
-    ] {
+    for l in [&mut s.insufflator, &mut s.light, &mut s.camera, &mut s.pedal] {
         l.transport = any();
     }
     cfg
@@ -60,8 +43,5 @@ pub async fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 pub fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
 }

@@ -49,9 +49,6 @@ pub struct AiChannels {
 
 impl Default for AiChannels {
     fn default() -> Self {
-        Self {
-            status: watch::channel(AiStatus::Starting).0,
-            result: watch::channel(None).0,
-        }
+        Self { status: watch::channel(AiStatus::Starting).0, result: watch::channel(None).0 }
     }
 }

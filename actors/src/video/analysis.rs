@@ -39,27 +39,9 @@ pub struct AnalysisConfig {
 impl AnalysisConfig {
     pub fn validate(&self, path: &str) -> Result<(), crate::config::ConfigError> {
         self.quality.validate(&format!("{path}.quality"))?;
-        crate::config::check_int(
-            &format!("{path}.freeze_frames"),
-            u64::from(self.freeze_frames),
-            2,
-            600,
-            "frames",
-        )?;
-        crate::config::check_int(
-            &format!("{path}.auto_interval_ms"),
-            self.auto_interval_ms,
-            0,
-            60_000,
-            "ms",
-        )?;
-        crate::config::check_int(
-            &format!("{path}.result_timeout_ms"),
-            self.result_timeout_ms,
-            5,
-            60_000,
-            "ms",
-        )
+        crate::config::check_int(&format!("{path}.freeze_frames"), u64::from(self.freeze_frames), 2, 600, "frames")?;
+        crate::config::check_int(&format!("{path}.auto_interval_ms"), self.auto_interval_ms, 0, 60_000, "ms")?;
+        crate::config::check_int(&format!("{path}.result_timeout_ms"), self.result_timeout_ms, 5, 60_000, "ms")
     }
 }
 
@@ -145,10 +127,7 @@ impl AnalysisState {
             Reason::Auto => &self.stats.picks_auto,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.stats.max_in_flight.fetch_max(
-            u64::from(self.selector.in_flight().is_some()),
-            Ordering::Relaxed,
-        );
+        self.stats.max_in_flight.fetch_max(u64::from(self.selector.in_flight().is_some()), Ordering::Relaxed);
         let _ = self.picks.send(pick.clone());
         match ractor::registry::where_is(self.inference.clone()) {
             Some(cell) => {
@@ -166,18 +145,11 @@ impl Actor for AnalysisActor {
     type State = AnalysisState;
     type Arguments = AnalysisArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        a: AnalysisArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, a: AnalysisArgs) -> Result<Self::State, ActorProcessingErr> {
         a.liveness.beat();
         let forwarder = tokio::spawn(forward(myself, a.frames, a.pedal, a.ai.result.subscribe()));
         Ok(AnalysisState {
-            selector: Selector::new(
-                Duration::from_millis(a.cfg.result_timeout_ms),
-                Duration::from_millis(a.cfg.auto_interval_ms),
-            ),
+            selector: Selector::new(Duration::from_millis(a.cfg.result_timeout_ms), Duration::from_millis(a.cfg.auto_interval_ms)),
             freeze: FreezeDetector::new(a.cfg.freeze_frames),
             cfg: a.cfg,
             latest: None,
@@ -189,21 +161,12 @@ impl Actor for AnalysisActor {
         })
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        s: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
         s.forwarder.abort();
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        s: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
         s.liveness.beat();
         let now = Instant::now();
         match msg {
@@ -224,9 +187,7 @@ impl Actor for AnalysisActor {
                 if let Some(pick) = s.selector.offer(now, &frame, verdict == Verdict::Pass) {
                     s.dispatch(pick);
                 }
-                s.stats
-                    .timeouts
-                    .fetch_add(s.selector.timeouts - before, Ordering::Relaxed);
+                s.stats.timeouts.fetch_add(s.selector.timeouts - before, Ordering::Relaxed);
                 s.latest = Some(frame);
                 let _ = reply.send(());
             }

@@ -53,26 +53,14 @@ pub struct CaptureState {
 
 pub struct CaptureActor;
 
-fn run(
-    mut source: Box<dyn FrameSource>,
-    frames: watch::Sender<Option<FrameRef>>,
-    stats: Arc<CaptureStats>,
-    stop: Arc<AtomicBool>,
-) {
+fn run(mut source: Box<dyn FrameSource>, frames: watch::Sender<Option<FrameRef>>, stats: Arc<CaptureStats>, stop: Arc<AtomicBool>) {
     let period = Duration::from_secs_f64(1.0 / source.fps().clamp(1.0, 1000.0));
     let mut next = Instant::now();
     while !stop.load(Ordering::Acquire) {
         match source.next_frame() {
             Ok(Some(f)) => {
                 let seq = stats.last_seq.load(Ordering::Relaxed) + 1;
-                match Frame::new(
-                    seq,
-                    Instant::now(),
-                    f.width,
-                    f.height,
-                    PixelFormat::Rgb8,
-                    f.rgb,
-                ) {
+                match Frame::new(seq, Instant::now(), f.width, f.height, PixelFormat::Rgb8, f.rgb) {
                     Ok(frame) => {
                         stats.last_seq.store(seq, Ordering::Release);
                         frames.send_replace(Some(Arc::new(frame)));
@@ -106,40 +94,19 @@ impl Actor for CaptureActor {
     type State = CaptureState;
     type Arguments = CaptureArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        a: CaptureArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, a: CaptureArgs) -> Result<Self::State, ActorProcessingErr> {
         a.liveness.beat();
         let source = (a.source)()?;
         let stall_limit = Duration::from_secs_f64((10.0 / source.fps().max(1.0)).max(0.5));
         let stop = Arc::new(AtomicBool::new(false));
         let (frames, stats, stop2) = (a.frames.clone(), a.stats.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("capture".into())
-            .spawn(move || run(source, frames, stats, stop2))?;
+        let thread = std::thread::Builder::new().name("capture".into()).spawn(move || run(source, frames, stats, stop2))?;
         myself.send_interval(Duration::from_millis(50), || CaptureMsg::Watchdog);
-        let seen = (
-            a.stats.last_seq.load(Ordering::Acquire),
-            a.stats.dropouts.load(Ordering::Acquire),
-            Instant::now(),
-        );
-        Ok(CaptureState {
-            stop,
-            thread: Some(thread),
-            stats: a.stats,
-            liveness: a.liveness,
-            last_seen: seen,
-            stall_limit,
-        })
+        let seen = (a.stats.last_seq.load(Ordering::Acquire), a.stats.dropouts.load(Ordering::Acquire), Instant::now());
+        Ok(CaptureState { stop, thread: Some(thread), stats: a.stats, liveness: a.liveness, last_seen: seen, stall_limit })
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        s: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
         s.stop.store(true, Ordering::Release);
         if let Some(t) = s.thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
@@ -147,28 +114,16 @@ impl Actor for CaptureActor {
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        _msg: Self::Msg,
-        s: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, _myself: ActorRef<Self::Msg>, _msg: Self::Msg, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
         s.liveness.beat();
         if s.thread.as_ref().is_none_or(|t| t.is_finished()) {
             return Err("capture thread stopped".into());
         }
-        let now = (
-            s.stats.last_seq.load(Ordering::Acquire),
-            s.stats.dropouts.load(Ordering::Acquire),
-        );
+        let now = (s.stats.last_seq.load(Ordering::Acquire), s.stats.dropouts.load(Ordering::Acquire));
         if (now.0, now.1) != (s.last_seen.0, s.last_seen.1) {
             s.last_seen = (now.0, now.1, Instant::now());
         } else if s.last_seen.2.elapsed() > s.stall_limit {
-            return Err(format!(
-                "capture stalled: no frame for {} ms",
-                s.last_seen.2.elapsed().as_millis()
-            )
-            .into());
+            return Err(format!("capture stalled: no frame for {} ms", s.last_seen.2.elapsed().as_millis()).into());
         }
         Ok(())
     }

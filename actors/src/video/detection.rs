@@ -33,10 +33,7 @@ pub struct Detection {
 
 impl Detection {
     pub fn iou(&self, o: &Detection) -> f32 {
-        iou(
-            [self.x0, self.y0, self.x1, self.y1],
-            [o.x0, o.y0, o.x1, o.y1],
-        )
+        iou([self.x0, self.y0, self.x1, self.y1], [o.x0, o.y0, o.x1, o.y1])
     }
 }
 
@@ -72,11 +69,7 @@ pub struct DetectorContract {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DetectionError {
     #[error("output `{name}` has shape {shape:?}; expected [1, {classes}, h, w]")]
-    BadShape {
-        name: String,
-        shape: Vec<i64>,
-        classes: usize,
-    },
+    BadShape { name: String, shape: Vec<i64>, classes: usize },
     #[error("output `{name}` holds a non-finite value at index {index}")]
     NotFinite { name: String, index: usize },
 }
@@ -119,26 +112,15 @@ pub fn postprocess(
     frame_h: u32,
 ) -> Result<Vec<Detection>, DetectionError> {
     let nc = c.classes.len();
-    let bad = || DetectionError::BadShape {
-        name: c.output_name.clone(),
-        shape: shape.to_vec(),
-        classes: nc,
-    };
+    let bad = || DetectionError::BadShape { name: c.output_name.clone(), shape: shape.to_vec(), classes: nc };
     let [1, classes, mh, mw] = shape else {
         return Err(bad());
     };
-    if *classes as usize != nc
-        || *mh <= 0
-        || *mw <= 0
-        || data.len() != nc * (*mh as usize) * (*mw as usize)
-    {
+    if *classes as usize != nc || *mh <= 0 || *mw <= 0 || data.len() != nc * (*mh as usize) * (*mw as usize) {
         return Err(bad());
     }
     if let Some(index) = data.iter().position(|v| !v.is_finite()) {
-        return Err(DetectionError::NotFinite {
-            name: c.output_name.clone(),
-            index,
-        });
+        return Err(DetectionError::NotFinite { name: c.output_name.clone(), index });
     }
     let (mh, mw) = (*mh as usize, *mw as usize);
     let plane = mh * mw;
@@ -174,11 +156,7 @@ pub fn postprocess(
                 }
             }
         }
-        let (class, score) = peaks
-            .iter()
-            .copied()
-            .enumerate()
-            .fold((0, 0f32), |a, (k, p)| if p > a.1 { (k, p) } else { a });
+        let (class, score) = peaks.iter().copied().enumerate().fold((0, 0f32), |a, (k, p)| if p > a.1 { (k, p) } else { a });
         let (sx, sy) = (frame_w as f32 / mw as f32, frame_h as f32 / mh as f32);
         dets.push(Detection {
             class,
@@ -233,10 +211,7 @@ mod tests {
         }
         let d = postprocess(&[1, 2, 4, 4], &data, &contract(), 400, 200).unwrap();
         assert_eq!(d.len(), 1);
-        assert_eq!(
-            (d[0].class_name.as_str(), d[0].x0, d[0].y0, d[0].x1, d[0].y1),
-            ("b", 100.0, 50.0, 300.0, 150.0)
-        );
+        assert_eq!((d[0].class_name.as_str(), d[0].x0, d[0].y0, d[0].x1, d[0].y1), ("b", 100.0, 50.0, 300.0, 150.0));
         assert_eq!(d[0].probabilities, vec![0.2, 0.9]);
     }
 
@@ -246,15 +221,9 @@ mod tests {
         data[5] = f32::NAN;
         assert_eq!(
             postprocess(&[1, 2, 4, 4], &data, &contract(), 8, 8),
-            Err(DetectionError::NotFinite {
-                name: "prob_map".into(),
-                index: 5
-            })
+            Err(DetectionError::NotFinite { name: "prob_map".into(), index: 5 })
         );
-        assert!(matches!(
-            postprocess(&[1, 3, 4, 4], &data, &contract(), 8, 8),
-            Err(DetectionError::BadShape { .. })
-        ));
+        assert!(matches!(postprocess(&[1, 3, 4, 4], &data, &contract(), 8, 8), Err(DetectionError::BadShape { .. })));
     }
 
     #[test]

@@ -37,13 +37,7 @@ pub type FrameRef = Arc<Frame>;
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FrameError {
     #[error("frame {width}x{height} {format:?} needs {expected} bytes, got {got}")]
-    WrongSize {
-        width: u32,
-        height: u32,
-        format: PixelFormat,
-        expected: usize,
-        got: usize,
-    },
+    WrongSize { width: u32, height: u32, format: PixelFormat, expected: usize, got: usize },
     #[error("frame size {width}x{height} is outside 16x16 ..= 7680x4320")]
     BadDimensions { width: u32, height: u32 },
 }
@@ -63,22 +57,9 @@ impl Frame {
         }
         let expected = width as usize * height as usize * format.bytes_per_pixel();
         if pixels.len() != expected {
-            return Err(FrameError::WrongSize {
-                width,
-                height,
-                format,
-                expected,
-                got: pixels.len(),
-            });
+            return Err(FrameError::WrongSize { width, height, format, expected, got: pixels.len() });
         }
-        Ok(Frame {
-            seq,
-            captured_at,
-            width,
-            height,
-            format,
-            pixels,
-        })
+        Ok(Frame { seq, captured_at, width, height, format, pixels })
     }
 
     /// RGB of pixel (x, y); the caller keeps x, y in range.
@@ -95,24 +76,8 @@ mod tests {
 
     #[test]
     fn wrong_buffer_size_is_an_error_naming_both_sizes() {
-        let e = Frame::new(
-            1,
-            Instant::now(),
-            32,
-            32,
-            PixelFormat::Rgb8,
-            Arc::new(vec![0; 10]),
-        )
-        .unwrap_err();
+        let e = Frame::new(1, Instant::now(), 32, 32, PixelFormat::Rgb8, Arc::new(vec![0; 10])).unwrap_err();
         assert_eq!(e.to_string(), "frame 32x32 Rgb8 needs 3072 bytes, got 10");
-        assert!(Frame::new(
-            1,
-            Instant::now(),
-            8,
-            32,
-            PixelFormat::Rgb8,
-            Arc::new(vec![0; 768])
-        )
-        .is_err());
+        assert!(Frame::new(1, Instant::now(), 8, 32, PixelFormat::Rgb8, Arc::new(vec![0; 768])).is_err());
     }
 }

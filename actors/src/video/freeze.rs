@@ -30,12 +30,7 @@ fn fingerprint(f: &Frame) -> u64 {
 
 impl FreezeDetector {
     pub fn new(min_frames: u32) -> Self {
-        Self {
-            min_frames: min_frames.max(2),
-            last: None,
-            run: 1,
-            fired: false,
-        }
+        Self { min_frames: min_frames.max(2), last: None, run: 1, fired: false }
     }
 
     /// Feed the next frame; true exactly once per freeze episode.
@@ -45,11 +40,7 @@ impl FreezeDetector {
             Some((_, fp)) => *fp == fingerprint(f),
             None => false,
         };
-        let fp = if same {
-            self.last.as_ref().map_or(0, |l| l.1)
-        } else {
-            fingerprint(f)
-        };
+        let fp = if same { self.last.as_ref().map_or(0, |l| l.1) } else { fingerprint(f) };
         self.last = Some((f.pixels.clone(), fp));
         if same {
             self.run += 1;
@@ -72,23 +63,11 @@ mod tests {
     use std::time::Instant;
 
     fn frame(seq: u64, pixels: &Arc<Vec<u8>>) -> Frame {
-        Frame::new(
-            seq,
-            Instant::now(),
-            32,
-            32,
-            PixelFormat::Rgb8,
-            pixels.clone(),
-        )
-        .unwrap()
+        Frame::new(seq, Instant::now(), 32, 32, PixelFormat::Rgb8, pixels.clone()).unwrap()
     }
 
     fn content(k: u8) -> Arc<Vec<u8>> {
-        Arc::new(
-            (0..32 * 32 * 3)
-                .map(|i| (i as u8).wrapping_mul(k).wrapping_add(k))
-                .collect(),
-        )
+        Arc::new((0..32 * 32 * 3).map(|i| (i as u8).wrapping_mul(k).wrapping_add(k)).collect())
     }
 
     #[test]

@@ -45,70 +45,22 @@ pub struct InferenceConfig {
 impl InferenceConfig {
     pub fn validate(&self, path: &str) -> Result<(), crate::config::ConfigError> {
         use crate::config::{check_int, check_range, ConfigError};
-        check_int(
-            &format!("{path}.threads"),
-            self.threads as u64,
-            1,
-            64,
-            "threads",
-        )?;
-        check_int(
-            &format!("{path}.deadline_ms"),
-            self.deadline_ms,
-            5,
-            60_000,
-            "ms",
-        )?;
-        check_range(
-            &format!("{path}.high_risk_threshold"),
-            f64::from(self.high_risk_threshold),
-            0.0,
-            1.0,
-            "",
-        )?;
+        check_int(&format!("{path}.threads"), self.threads as u64, 1, 64, "threads")?;
+        check_int(&format!("{path}.deadline_ms"), self.deadline_ms, 5, 60_000, "ms")?;
+        check_range(&format!("{path}.high_risk_threshold"), f64::from(self.high_risk_threshold), 0.0, 1.0, "")?;
         let d = &self.detector;
-        check_int(
-            &format!("{path}.detector.input_size"),
-            u64::from(d.input_size),
-            16,
-            2048,
-            "px",
-        )?;
-        check_range(
-            &format!("{path}.detector.score_threshold"),
-            f64::from(d.score_threshold),
-            0.0,
-            1.0,
-            "",
-        )?;
-        check_range(
-            &format!("{path}.detector.nms_iou"),
-            f64::from(d.nms_iou),
-            0.0,
-            1.0,
-            "",
-        )?;
+        check_int(&format!("{path}.detector.input_size"), u64::from(d.input_size), 16, 2048, "px")?;
+        check_range(&format!("{path}.detector.score_threshold"), f64::from(d.score_threshold), 0.0, 1.0, "")?;
+        check_range(&format!("{path}.detector.nms_iou"), f64::from(d.nms_iou), 0.0, 1.0, "")?;
         if d.classes.is_empty() {
-            return Err(ConfigError::new(
-                format!("{path}.detector.classes"),
-                "[]",
-                "at least one class",
-            ));
+            return Err(ConfigError::new(format!("{path}.detector.classes"), "[]", "at least one class"));
         }
         if let Some((i, s)) = d.std.iter().enumerate().find(|(_, s)| !(**s > 0.0)) {
-            return Err(ConfigError::new(
-                format!("{path}.detector.std[{i}]"),
-                s,
-                "a positive number",
-            ));
+            return Err(ConfigError::new(format!("{path}.detector.std[{i}]"), s, "a positive number"));
         }
         for c in &self.high_risk_classes {
             if !d.classes.contains(c) {
-                return Err(ConfigError::new(
-                    format!("{path}.high_risk_classes"),
-                    format!("{c:?}"),
-                    format!("one of {:?}", d.classes),
-                ));
+                return Err(ConfigError::new(format!("{path}.high_risk_classes"), format!("{c:?}"), format!("one of {:?}", d.classes)));
             }
         }
         Ok(())
@@ -126,11 +78,7 @@ pub struct InferenceHooks {
 
 pub enum InferenceMsg {
     Infer(Pick),
-    Done {
-        seq: u64,
-        outcome: Result<Vec<Detection>, String>,
-        pick: Pick,
-    },
+    Done { seq: u64, outcome: Result<Vec<Detection>, String>, pick: Pick },
     Watchdog,
     TestPanic,
 }
@@ -157,9 +105,7 @@ impl Drop for OfflineOnDrop {
             if matches!(s, AiStatus::Offline { .. }) {
                 false
             } else {
-                *s = AiStatus::Offline {
-                    reason: "inference stopped".into(),
-                };
+                *s = AiStatus::Offline { reason: "inference stopped".into() };
                 true
             }
         });
@@ -179,17 +125,10 @@ pub struct InferenceState {
 pub struct InferenceActor;
 
 fn offline(channels: &AiChannels, reason: &str) {
-    channels.status.send_replace(AiStatus::Offline {
-        reason: reason.to_string(),
-    });
+    channels.status.send_replace(AiStatus::Offline { reason: reason.to_string() });
 }
 
-fn worker(
-    mut model: Model,
-    cfg: InferenceConfig,
-    hooks: Arc<InferenceHooks>,
-    jobs: std::sync::mpsc::Receiver<Job>,
-) {
+fn worker(mut model: Model, cfg: InferenceConfig, hooks: Arc<InferenceHooks>, jobs: std::sync::mpsc::Receiver<Job>) {
     for job in jobs {
         let hang = hooks.hang_next_ms.swap(0, Ordering::AcqRel);
         if hang > 0 {
@@ -200,14 +139,7 @@ fn worker(
         let c = &cfg.detector;
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let s = i64::from(c.input_size);
-            let (shape, mut data) = model
-                .run(
-                    &c.input_name,
-                    [1, 3, s, s],
-                    preprocess(&f, c),
-                    &c.output_name,
-                )
-                .map_err(|e| e.to_string())?;
+            let (shape, mut data) = model.run(&c.input_name, [1, 3, s, s], preprocess(&f, c), &c.output_name).map_err(|e| e.to_string())?;
             if nan {
                 if let Some(v) = data.first_mut() {
                     *v = f32::NAN;
@@ -217,15 +149,7 @@ fn worker(
         }))
         .unwrap_or_else(|_| Err("inference worker panicked".into()));
         // The actor may be gone (restarted after a hang): then we are done.
-        if job
-            .reply
-            .cast(InferenceMsg::Done {
-                seq: f.seq,
-                outcome,
-                pick: job.pick,
-            })
-            .is_err()
-        {
+        if job.reply.cast(InferenceMsg::Done { seq: f.seq, outcome, pick: job.pick }).is_err() {
             return;
         }
     }
@@ -236,41 +160,30 @@ impl Actor for InferenceActor {
     type State = InferenceState;
     type Arguments = InferenceArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        a: InferenceArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, a: InferenceArgs) -> Result<Self::State, ActorProcessingErr> {
         a.liveness.beat();
         let guard = OfflineOnDrop(a.channels.clone());
         let (tx, rx) = sync_channel::<Job>(1);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (cfg, hooks) = (a.cfg.clone(), a.hooks.clone());
-        std::thread::Builder::new()
-            .name("inference".into())
-            .spawn(move || {
-                let opened = load_runtime(&PathBuf::from(&cfg.runtime_library))
-                    .and_then(|()| Model::open(&PathBuf::from(&cfg.detector_model), cfg.threads));
-                match opened {
-                    Ok(model) => {
-                        let _ = ready_tx.send(Ok(()));
-                        worker(model, cfg, hooks, rx);
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
+        std::thread::Builder::new().name("inference".into()).spawn(move || {
+            let opened = load_runtime(&PathBuf::from(&cfg.runtime_library))
+                .and_then(|()| Model::open(&PathBuf::from(&cfg.detector_model), cfg.threads));
+            match opened {
+                Ok(model) => {
+                    let _ = ready_tx.send(Ok(()));
+                    worker(model, cfg, hooks, rx);
                 }
-            })?;
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })?;
         match ready_rx.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 offline(&a.channels, &e.to_string());
-                a.events.raise(
-                    "inference",
-                    "AI_OFFLINE",
-                    Severity::Low,
-                    format!("AI offline: {e}"),
-                );
+                a.events.raise("inference", "AI_OFFLINE", Severity::Low, format!("AI offline: {e}"));
                 return Err(Box::new(e));
             }
             Err(_) => {
@@ -293,29 +206,19 @@ impl Actor for InferenceActor {
         })
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        s: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
         match msg {
             InferenceMsg::Infer(pick) => {
                 let seq = pick.frame.seq;
                 let deadline = Instant::now() + Duration::from_millis(s.cfg.deadline_ms);
-                match s.jobs.try_send(Job {
-                    pick,
-                    reply: myself.clone(),
-                }) {
+                match s.jobs.try_send(Job { pick, reply: myself.clone() }) {
                     Ok(()) => s.in_flight = Some((seq, deadline)),
                     // One in flight: the selector never sends a second; if it
                     // did, the newer frame is dropped, not queued.
                     Err(TrySendError::Full(_)) => {
                         tracing::debug!(seq, "inference busy: frame dropped")
                     }
-                    Err(TrySendError::Disconnected(_)) => {
-                        return Err("inference worker gone".into())
-                    }
+                    Err(TrySendError::Disconnected(_)) => return Err("inference worker gone".into()),
                 }
             }
             InferenceMsg::Done { seq, outcome, pick } => {
@@ -327,24 +230,14 @@ impl Actor for InferenceActor {
                     Err(e) => {
                         let reason = format!("inference failed: {e}");
                         offline(&s.channels, &reason);
-                        s.events.raise(
-                            "inference",
-                            "AI_OFFLINE",
-                            Severity::Low,
-                            format!("AI offline: {reason}"),
-                        );
+                        s.events.raise("inference", "AI_OFFLINE", Severity::Low, format!("AI offline: {reason}"));
                         return Err(reason.into());
                     }
                 };
-                let high_risk = detections.iter().any(|d| {
-                    s.cfg.high_risk_classes.contains(&d.class_name)
-                        && d.score >= s.cfg.high_risk_threshold
-                });
+                let high_risk =
+                    detections.iter().any(|d| s.cfg.high_risk_classes.contains(&d.class_name) && d.score >= s.cfg.high_risk_threshold);
                 if high_risk {
-                    let d: Vec<String> = detections
-                        .iter()
-                        .map(|d| format!("{} {:.2}", d.class_name, d.score))
-                        .collect();
+                    let d: Vec<String> = detections.iter().map(|d| format!("{} {:.2}", d.class_name, d.score)).collect();
                     s.events.raise(
                         "inference",
                         "HIGH_RISK_LESION",
@@ -352,11 +245,7 @@ impl Actor for InferenceActor {
                         format!("high-risk lesion in frame {seq}: {}", d.join(", ")),
                     );
                 } else {
-                    s.events.clear(
-                        "inference",
-                        "HIGH_RISK_LESION",
-                        format!("frame {seq}: no high-risk lesion"),
-                    );
+                    s.events.clear("inference", "HIGH_RISK_LESION", format!("frame {seq}: no high-risk lesion"));
                 }
                 let result = AiResult {
                     frame_seq: seq,
@@ -377,15 +266,9 @@ impl Actor for InferenceActor {
                 s.liveness.beat();
                 if let Some((seq, deadline)) = s.in_flight {
                     if Instant::now() > deadline {
-                        let reason =
-                            format!("frame {seq} not analysed within {} ms", s.cfg.deadline_ms);
+                        let reason = format!("frame {seq} not analysed within {} ms", s.cfg.deadline_ms);
                         offline(&s.channels, &reason);
-                        s.events.raise(
-                            "inference",
-                            "AI_OFFLINE",
-                            Severity::Low,
-                            format!("AI offline: {reason}"),
-                        );
+                        s.events.raise("inference", "AI_OFFLINE", Severity::Low, format!("AI offline: {reason}"));
                         return Err(reason.into());
                     }
                 }

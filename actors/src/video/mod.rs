@@ -13,10 +13,13 @@
 //! - [`capture`], [`display_sink`]: the pass-through path.
 //! - [`quality`], [`freeze`], [`selector`], [`analysis`]: picking target frames.
 //! - [`onnx`], [`detection`], [`inference`], [`ai_state`]: the AI branch.
+//! - [`archive`]: pedal stills with their sidecar; [`channels`]: shared state.
 
 pub mod ai_state;
 pub mod analysis;
+pub mod archive;
 pub mod capture;
+pub mod channels;
 pub mod detection;
 pub mod display_sink;
 pub mod frame;

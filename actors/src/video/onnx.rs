@@ -30,22 +30,10 @@ pub fn load_runtime(path: &Path) -> Result<(), OnnxError> {
         .get_or_init(|| {
             let shown = path.display().to_string();
             if !path.is_file() {
-                return Err(OnnxError::Runtime {
-                    path: shown,
-                    message: "not found".into(),
-                });
+                return Err(OnnxError::Runtime { path: shown, message: "not found".into() });
             }
-            let builder = ort::init_from(path).map_err(|e| OnnxError::Runtime {
-                path: shown.clone(),
-                message: e.to_string(),
-            })?;
-            builder
-                .with_name("endotower")
-                .build()
-                .map_err(|e| OnnxError::Runtime {
-                    path: shown,
-                    message: e.to_string(),
-                })
+            let builder = ort::init_from(path).map_err(|e| OnnxError::Runtime { path: shown.clone(), message: e.to_string() })?;
+            builder.with_name("endotower").build().map_err(|e| OnnxError::Runtime { path: shown, message: e.to_string() })
         })
         .as_ref()
         .map(|_| ())
@@ -63,18 +51,12 @@ impl Model {
     pub fn open(path: &Path, threads: usize) -> Result<Model, OnnxError> {
         let shown = path.display().to_string();
         let Some(Ok(env)) = RUNTIME.get() else {
-            return Err(OnnxError::Runtime {
-                path: "(not loaded)".into(),
-                message: "load_runtime was not called or failed".into(),
-            });
+            return Err(OnnxError::Runtime { path: "(not loaded)".into(), message: "load_runtime was not called or failed".into() });
         };
         if !path.is_file() {
             return Err(OnnxError::MissingModel { path: shown });
         }
-        let bad = |e: ort::Error| OnnxError::BadModel {
-            path: shown.clone(),
-            message: e.to_string(),
-        };
+        let bad = |e: ort::Error| OnnxError::BadModel { path: shown.clone(), message: e.to_string() };
         let session = ort::session::Session::builder(env)
             .map_err(bad)?
             .with_intra_threads(threads.max(1))
@@ -83,36 +65,16 @@ impl Model {
             .map_err(|e| bad(e.into()))?
             .commit_from_file(path)
             .map_err(bad)?;
-        Ok(Model {
-            path: shown,
-            session,
-        })
+        Ok(Model { path: shown, session })
     }
 
     /// Run with one f32 input; returns the named output's shape and data.
-    pub fn run(
-        &mut self,
-        input: &str,
-        shape: [i64; 4],
-        data: Vec<f32>,
-        output: &str,
-    ) -> Result<(Vec<i64>, Vec<f32>), OnnxError> {
+    pub fn run(&mut self, input: &str, shape: [i64; 4], data: Vec<f32>, output: &str) -> Result<(Vec<i64>, Vec<f32>), OnnxError> {
         let path = self.path.clone();
-        let err = |e: ort::Error| OnnxError::Run {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+        let err = |e: ort::Error| OnnxError::Run { path: path.clone(), message: e.to_string() };
         let tensor = ort::value::Tensor::from_array((shape, data)).map_err(err)?;
-        let outputs = self
-            .session
-            .run(ort::inputs![input => tensor])
-            .map_err(err)?;
-        let value = outputs
-            .get(output)
-            .ok_or_else(|| OnnxError::MissingOutput {
-                path: path.clone(),
-                name: output.to_string(),
-            })?;
+        let outputs = self.session.run(ort::inputs![input => tensor]).map_err(err)?;
+        let value = outputs.get(output).ok_or_else(|| OnnxError::MissingOutput { path: path.clone(), name: output.to_string() })?;
         let (shape, data) = value.try_extract_tensor::<f32>().map_err(err)?;
         Ok((shape.iter().copied().collect(), data.to_vec()))
     }

@@ -40,15 +40,7 @@ pub struct Selector {
 
 impl Selector {
     pub fn new(timeout: Duration, auto_interval: Duration) -> Self {
-        Self {
-            timeout,
-            auto_interval,
-            in_flight: None,
-            pending_pedal: None,
-            pending_freeze: None,
-            last_auto: None,
-            timeouts: 0,
-        }
+        Self { timeout, auto_interval, in_flight: None, pending_pedal: None, pending_freeze: None, last_auto: None, timeouts: 0 }
     }
 
     pub fn pedal(&mut self, current: FrameRef) {
@@ -87,11 +79,7 @@ impl Selector {
             (f, Reason::Pedal)
         } else if let Some(f) = self.pending_freeze.take() {
             (f, Reason::Freeze)
-        } else if passes_gate
-            && self
-                .last_auto
-                .is_none_or(|t| now.duration_since(t) >= self.auto_interval)
-        {
+        } else if passes_gate && self.last_auto.is_none_or(|t| now.duration_since(t) >= self.auto_interval) {
             self.last_auto = Some(now);
             (newest.clone(), Reason::Auto)
         } else {
@@ -99,11 +87,7 @@ impl Selector {
         };
         let deadline = now + self.timeout;
         self.in_flight = Some((frame.seq, deadline));
-        Some(Pick {
-            frame,
-            reason,
-            deadline,
-        })
+        Some(Pick { frame, reason, deadline })
     }
 }
 
@@ -114,17 +98,7 @@ mod tests {
     use std::sync::Arc;
 
     fn f(seq: u64) -> FrameRef {
-        Arc::new(
-            Frame::new(
-                seq,
-                Instant::now(),
-                16,
-                16,
-                PixelFormat::Rgb8,
-                Arc::new(vec![0; 768]),
-            )
-            .unwrap(),
-        )
+        Arc::new(Frame::new(seq, Instant::now(), 16, 16, PixelFormat::Rgb8, Arc::new(vec![0; 768])).unwrap())
     }
 
     #[test]
@@ -150,20 +124,10 @@ mod tests {
         assert!(s.offer(t, &f(1), true).is_some());
         assert!(s.offer(t, &f(2), true).is_none());
         s.pedal(f(3));
-        assert!(
-            s.offer(t + Duration::from_millis(50), &f(4), true)
-                .is_none(),
-            "pedal waits too"
-        );
+        assert!(s.offer(t + Duration::from_millis(50), &f(4), true).is_none(), "pedal waits too");
         assert!(!s.result(99), "a stale result does not free the slot");
-        let p = s
-            .offer(t + Duration::from_millis(100), &f(5), true)
-            .unwrap();
-        assert_eq!(
-            (p.frame.seq, p.reason),
-            (3, Reason::Pedal),
-            "deadline passed: next pick goes"
-        );
+        let p = s.offer(t + Duration::from_millis(100), &f(5), true).unwrap();
+        assert_eq!((p.frame.seq, p.reason), (3, Reason::Pedal), "deadline passed: next pick goes");
         assert_eq!(s.timeouts, 1);
     }
 
@@ -174,11 +138,7 @@ mod tests {
         assert!(s.offer(t, &f(1), false).is_none());
         assert!(s.offer(t, &f(2), true).is_some());
         s.result(2);
-        assert!(s
-            .offer(t + Duration::from_millis(100), &f(3), true)
-            .is_none());
-        assert!(s
-            .offer(t + Duration::from_millis(200), &f(4), true)
-            .is_some());
+        assert!(s.offer(t + Duration::from_millis(100), &f(3), true).is_none());
+        assert!(s.offer(t + Duration::from_millis(200), &f(4), true).is_some());
     }
 }

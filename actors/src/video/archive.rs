@@ -1,0 +1,281 @@
+//! The still archive (CN108831533A [0109]): a pedal press archives the frame
+//! it picked as a PNG plus a JSON sidecar with the exam, the time, the frame
+//! number and the detections, in the configured directory.
+//!
+//! Each file is written to a temporary name, synced and renamed, so a reader
+//! never sees a partial file. A failed write (full disk, missing directory)
+//! raises an alarm naming the path and the OS error, and the still is kept in
+//! a bounded retry queue, so nothing is lost while the condition lasts.
+
+use super::ai_state::AiResult;
+use super::detection::Detection;
+use super::frame::FrameRef;
+use super::selector::{Pick, Reason};
+use crate::events::{EventBus, EventKind, Severity};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, watch};
+
+/// Exam information shown on screen and stored with every still.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ExamInfo {
+    pub number: String,
+    pub sex: String,
+    pub age: u32,
+}
+
+impl ExamInfo {
+    pub fn validate(&self, path: &str) -> Result<(), crate::config::ConfigError> {
+        if !matches!(self.sex.as_str(), "" | "F" | "M" | "X") {
+            return Err(crate::config::ConfigError::new(format!("{path}.sex"), format!("{:?}", self.sex), "\"F\", \"M\", \"X\" or empty"));
+        }
+        crate::config::check_int(&format!("{path}.age"), u64::from(self.age), 0, 130, "years")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    pub dir: String,
+    /// Write the still without detections if no result came within this.
+    pub result_wait_ms: u64,
+    /// Stills kept for retry while writes fail.
+    pub max_pending: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Sidecar<'a> {
+    exam: &'a ExamInfo,
+    time_unix_ms: u64,
+    frame_seq: u64,
+    width: u32,
+    height: u32,
+    image: String,
+    detections: &'a [Detection],
+    analysed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("archive {path}: {source}")]
+pub struct ArchiveError {
+    pub path: String,
+    pub source: std::io::Error,
+}
+
+fn write_atomic(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<(), ArchiveError> {
+    let err = |source| ArchiveError { path: path.display().to_string(), source };
+    let tmp = path.with_extension("tmp");
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        write(&mut f)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+fn encode_png(frame: &FrameRef, out: &mut std::fs::File) -> std::io::Result<()> {
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(out), frame.width, frame.height);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    let mut w = enc.write_header().map_err(std::io::Error::other)?;
+    w.write_image_data(&frame.pixels).map_err(std::io::Error::other)?;
+    w.finish().map_err(std::io::Error::other)
+}
+
+/// Write one still and its sidecar; returns the PNG path.
+pub fn write_still(dir: &Path, exam: &ExamInfo, frame: &FrameRef, detections: Option<&[Detection]>) -> Result<PathBuf, ArchiveError> {
+    std::fs::create_dir_all(dir).map_err(|source| ArchiveError { path: dir.display().to_string(), source })?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let exam_tag: String = exam.number.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let stem = format!("{}{}{now}-frame{}", exam_tag, if exam_tag.is_empty() { "" } else { "-" }, frame.seq);
+    let png_path = dir.join(format!("{stem}.png"));
+    write_atomic(&png_path, |f| encode_png(frame, f))?;
+    let sidecar = Sidecar {
+        exam,
+        time_unix_ms: now,
+        frame_seq: frame.seq,
+        width: frame.width,
+        height: frame.height,
+        image: format!("{stem}.png"),
+        detections: detections.unwrap_or(&[]),
+        analysed: detections.is_some(),
+    };
+    let json = serde_json::to_vec_pretty(&sidecar)
+        .map_err(|e| ArchiveError { path: png_path.display().to_string(), source: std::io::Error::other(e) })?;
+    write_atomic(&dir.join(format!("{stem}.json")), |f| f.write_all(&json))?;
+    Ok(png_path)
+}
+
+pub struct ArchiveArgs {
+    pub cfg: ArchiveConfig,
+    pub exam: watch::Receiver<ExamInfo>,
+    pub picks: broadcast::Receiver<Pick>,
+    pub results: watch::Receiver<Option<AiResult>>,
+    pub events: EventBus,
+}
+
+pub enum ArchiveMsg {
+    Pedal(FrameRef),
+    Result(u64, Vec<Detection>),
+    Flush,
+}
+
+struct Pending {
+    frame: FrameRef,
+    since: Instant,
+    detections: Option<Vec<Detection>>,
+}
+
+pub struct ArchiveState {
+    cfg: ArchiveConfig,
+    exam: watch::Receiver<ExamInfo>,
+    events: EventBus,
+    pending: VecDeque<Pending>,
+    forwarder: tokio::task::JoinHandle<()>,
+}
+
+pub struct ArchiveActor;
+
+impl ArchiveState {
+    async fn flush(&mut self) {
+        let wait = Duration::from_millis(self.cfg.result_wait_ms);
+        while let Some(p) = self.pending.front() {
+            if p.detections.is_none() && p.since.elapsed() < wait {
+                break; // still waiting for its analysis
+            }
+            let (dir, exam, frame, dets) =
+                (PathBuf::from(&self.cfg.dir), self.exam.borrow().clone(), p.frame.clone(), p.detections.clone());
+            let written = tokio::task::spawn_blocking(move || write_still(&dir, &exam, &frame, dets.as_deref())).await;
+            match written {
+                Ok(Ok(path)) => {
+                    self.pending.pop_front();
+                    self.events.clear("archive", "ARCHIVE_FAILED", "archive writable again");
+                    self.events.event(
+                        EventKind::Command,
+                        Severity::Info,
+                        "archive",
+                        "CAPTURED",
+                        format!("still archived: {}", path.display()),
+                    );
+                }
+                Ok(Err(e)) => {
+                    self.events.raise(
+                        "archive",
+                        "ARCHIVE_FAILED",
+                        Severity::Medium,
+                        format!("cannot archive still: {e}; {} kept for retry", self.pending.len()),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    self.events.raise("archive", "ARCHIVE_FAILED", Severity::Medium, format!("archive writer failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Actor for ArchiveActor {
+    type Msg = ArchiveMsg;
+    type State = ArchiveState;
+    type Arguments = ArchiveArgs;
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, mut a: ArchiveArgs) -> Result<Self::State, ActorProcessingErr> {
+        let me = myself.clone();
+        let forwarder = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    p = a.picks.recv() => match p {
+                        Ok(p) if p.reason == Reason::Pedal => { if me.cast(ArchiveMsg::Pedal(p.frame)).is_err() { return; } }
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    r = a.results.changed() => {
+                        if r.is_err() { return; }
+                        let done = a.results.borrow_and_update().as_ref().map(|r| (r.frame_seq, r.detections.clone()));
+                        if let Some((seq, d)) = done { if me.cast(ArchiveMsg::Result(seq, d)).is_err() { return; } }
+                    }
+                }
+            }
+        });
+        myself.send_interval(Duration::from_millis(100), || ArchiveMsg::Flush);
+        Ok(ArchiveState { cfg: a.cfg, exam: a.exam, events: a.events, pending: VecDeque::new(), forwarder })
+    }
+
+    async fn post_stop(&self, _m: ActorRef<Self::Msg>, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        s.forwarder.abort();
+        Ok(())
+    }
+
+    async fn handle(&self, _m: ActorRef<Self::Msg>, msg: Self::Msg, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ArchiveMsg::Pedal(frame) => {
+                if s.pending.len() >= s.cfg.max_pending {
+                    let dropped = s.pending.pop_front();
+                    s.events.raise(
+                        "archive",
+                        "ARCHIVE_OVERFLOW",
+                        Severity::Medium,
+                        format!("archive queue full: still of frame {} dropped", dropped.map_or(0, |p| p.frame.seq)),
+                    );
+                }
+                s.pending.push_back(Pending { frame, since: Instant::now(), detections: None });
+            }
+            ArchiveMsg::Result(seq, d) => {
+                if let Some(p) = s.pending.iter_mut().find(|p| p.frame.seq == seq) {
+                    p.detections = Some(d);
+                }
+                s.flush().await;
+            }
+            ArchiveMsg::Flush => s.flush().await,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::video::frame::{Frame, PixelFormat};
+    use std::sync::Arc;
+
+    fn frame() -> FrameRef {
+        let px: Vec<u8> = (0..64 * 48 * 3).map(|i| (i % 251) as u8).collect();
+        Arc::new(Frame::new(42, Instant::now(), 64, 48, PixelFormat::Rgb8, Arc::new(px)).unwrap())
+    }
+
+    #[test]
+    fn still_and_sidecar_are_written_with_exam_frame_and_detections() {
+        let dir = std::env::temp_dir().join(format!("endotower-archive-{}", std::process::id()));
+        let exam = ExamInfo { number: "E-17".into(), sex: "F".into(), age: 61 };
+        let det =
+            Detection { class: 0, class_name: "adenoma".into(), score: 0.9, probabilities: vec![0.9], x0: 1.0, y0: 2.0, x1: 3.0, y1: 4.0 };
+        let png = write_still(&dir, &exam, &frame(), Some(&[det])).unwrap();
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+        let reader = decoder.read_info().unwrap();
+        assert_eq!((reader.info().width, reader.info().height), (64, 48));
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(png.with_extension("json")).unwrap()).unwrap();
+        assert_eq!(json["exam"]["number"], "E-17");
+        assert_eq!(json["frame_seq"], 42);
+        assert_eq!(json["detections"][0]["class_name"], "adenoma");
+        assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().path().to_string_lossy().ends_with(".tmp")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_a_clear_error_naming_the_path() {
+        let e = write_still(Path::new("/proc/endotower-no-such-dir"), &ExamInfo::default(), &frame(), None).unwrap_err();
+        assert!(e.to_string().contains("/proc/endotower-no-such-dir"), "{e}");
+    }
+}

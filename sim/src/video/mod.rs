@@ -1,0 +1,45 @@
+//! Video sources for the tower's video path and its tests.
+//!
+//! - [`SyntheticSource`]: a deterministic synthetic endoscopy camera (three
+//!   sites, three lesion classes with ground-truth boxes, motion blur,
+//!   freezes, black-outs and dropouts), configured by [`SyntheticConfig`].
+//! - [`Y4mReader`] / [`Y4mWriter`]: raw YUV4MPEG2 video files (what
+//!   `ffmpeg -i in.mp4 -pix_fmt yuv420p out.y4m` writes), to and from RGB8.
+//! - [`write_dataset`]: dumps synthetic frames with their truth as PPM files
+//!   plus `truth.jsonl`, for training; [`resize_rgb`]: area-average resizing.
+//!
+//! All images are packed RGB8, row-major, in `Arc<Vec<u8>>` so a frame can be
+//! shared by several consumers without copying. Errors are [`VideoError`].
+//!
+//! Files: `config` (settings), `labels` (classes, sites, episodes), `frame`
+//! (frame and truth box), `synthetic` (the source), `texture` (per-site
+//! mucosa), `noise` (tileable value noise), `sprite` (lesion looks),
+//! `lesions` (lesion comings and goings), `camera` (camera and lumen paths),
+//! `optics` (field of view, lumen, sensor noise), `episodes` (disturbance
+//! timeline), `blur` (motion blur), `pool` (buffer reuse), `random` (seeded
+//! draws), `y4m`, `yuv` (colour conversion), `resize`, `dataset`, `error`.
+
+mod blur;
+mod camera;
+mod config;
+mod episodes;
+mod error;
+mod frame;
+mod labels;
+mod lesions;
+mod noise;
+mod optics;
+mod pool;
+mod random;
+mod sprite;
+mod synthetic;
+mod texture;
+
+pub use config::{EpisodeConfig, LesionConfig, SyntheticConfig};
+pub use error::VideoError;
+pub use frame::{SyntheticFrame, TruthBox};
+pub use labels::{Episode, LesionClass, Site};
+pub use synthetic::SyntheticSource;
+
+#[cfg(test)]
+mod tests;

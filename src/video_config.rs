@@ -1,0 +1,57 @@
+//! The `[video]` section: source, analysis and inference.
+
+use endotower_actors::config::{check_int, check_range, ConfigError};
+use endotower_actors::video::analysis::AnalysisConfig;
+use endotower_actors::video::archive::{ArchiveConfig, ExamInfo};
+use endotower_actors::video::inference::InferenceConfig;
+use serde::{Deserialize, Serialize};
+
+/// Where the live video comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The deterministic synthetic endoscopy source of `endotower-sim`.
+    Synthetic { width: u32, height: u32, fps: f64, seed: u64 },
+    /// A raw YUV4MPEG2 file (`ffmpeg -i in.mp4 -pix_fmt yuv420p out.y4m`).
+    Y4m {
+        path: String,
+        #[serde(default)]
+        looped: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoConfig {
+    pub enabled: bool,
+    pub source: SourceConfig,
+    pub analysis: AnalysisConfig,
+    pub inference: InferenceConfig,
+    pub exam: ExamInfo,
+    pub archive: ArchiveConfig,
+}
+
+impl VideoConfig {
+    pub fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        match &self.source {
+            SourceConfig::Synthetic { width, height, fps, .. } => {
+                check_int(&format!("{path}.source.width"), u64::from(*width), 64, 3840, "px")?;
+                check_int(&format!("{path}.source.height"), u64::from(*height), 64, 2160, "px")?;
+                check_range(&format!("{path}.source.fps"), *fps, 1.0, 240.0, "Hz")?;
+            }
+            SourceConfig::Y4m { path: file, .. } => {
+                if file.is_empty() {
+                    return Err(ConfigError::new(format!("{path}.source.path"), "\"\"", "a .y4m file path"));
+                }
+            }
+        }
+        self.analysis.validate(&format!("{path}.analysis"))?;
+        self.exam.validate(&format!("{path}.exam"))?;
+        if self.archive.dir.is_empty() {
+            return Err(ConfigError::new(format!("{path}.archive.dir"), "\"\"", "a directory path"));
+        }
+        check_int(&format!("{path}.archive.result_wait_ms"), self.archive.result_wait_ms, 0, 60_000, "ms")?;
+        check_int(&format!("{path}.archive.max_pending"), self.archive.max_pending as u64, 1, 10_000, "stills")?;
+        self.inference.validate(&format!("{path}.inference"))
+    }
+}

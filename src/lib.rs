@@ -6,6 +6,7 @@
 //! - [`tree`]: the supervision tree, declared in one place.
 //! - [`video_config`]: the `[video]` section (source, analysis, inference).
 //! - [`video_source`]: builds the frame source from config.
+//! - [`y4m`]: raw YUV4MPEG2 video files, read and written.
 //! - [`tower`]: starting, inspecting and stopping a running tower.
 //! - [`logging`]: tracing-subscriber set-up (human or JSON, `RUST_LOG`).
 //! - [`cli`]: the `endotower` command line.
@@ -23,3 +24,4 @@ pub mod tower_config;
 pub mod tree;
 pub mod video_config;
 pub mod video_source;
+pub mod y4m;

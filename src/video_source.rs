@@ -2,6 +2,7 @@
 //! adapters from the simulator crate's sources to the actors' `FrameSource`.
 
 use crate::video_config::SourceConfig;
+use crate::y4m::Y4mReader;
 use endotower_actors::video::capture::SourceFactory;
 use endotower_actors::video::source::{FrameSource, SourceError, SourceFrame};
 use endotower_sim::video::{SyntheticConfig, SyntheticSource};
@@ -18,6 +19,30 @@ impl FrameSource for Synthetic {
     }
 }
 
+struct Y4m {
+    path: String,
+    reader: Y4mReader<std::fs::File>,
+    looped: bool,
+}
+
+impl FrameSource for Y4m {
+    fn fps(&self) -> f64 {
+        self.reader.fps()
+    }
+    fn next_frame(&mut self) -> Result<Option<SourceFrame>, SourceError> {
+        let err = |e: crate::y4m::Y4mError| SourceError { source_name: self.path.clone(), message: e.to_string() };
+        let mut next = self.reader.next_frame().map_err(err)?;
+        if next.is_none() && self.looped {
+            self.reader.rewind().map_err(err)?;
+            next = self.reader.next_frame().map_err(err)?;
+        }
+        match next {
+            Some(rgb) => Ok(Some(SourceFrame { width: self.reader.width(), height: self.reader.height(), rgb })),
+            None => Err(SourceError { source_name: self.path.clone(), message: "end of file".into() }),
+        }
+    }
+}
+
 /// A factory that builds a fresh source on every capture (re)start.
 pub fn factory(cfg: &SourceConfig) -> SourceFactory {
     let cfg = cfg.clone();
@@ -28,7 +53,10 @@ pub fn factory(cfg: &SourceConfig) -> SourceFactory {
                 let s = SyntheticSource::new(c).map_err(|e| SourceError { source_name: "synthetic".into(), message: e.to_string() })?;
                 Ok(Box::new(Synthetic(s)))
             }
-            SourceConfig::Y4m { path, .. } => Err(SourceError { source_name: path.clone(), message: "Y4M reader not built yet".into() }),
+            SourceConfig::Y4m { path, looped } => {
+                let reader = Y4mReader::open(path).map_err(|e| SourceError { source_name: path.clone(), message: e.to_string() })?;
+                Ok(Box::new(Y4m { path: path.clone(), reader, looped: *looped }))
+            }
         }
     })
 }

@@ -36,7 +36,7 @@ async fn results_after(t: &Tower, n: usize) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_display_gets_every_frame_while_the_ai_panics_hangs_returns_nan_and_loads_a_corrupt_model() {
+async fn hz013_the_display_gets_every_frame_while_the_ai_panics_hangs_returns_nan_and_loads_a_corrupt_model() {
     let lib = repo(".deps/onnxruntime/libonnxruntime.so.1.31.1");
     if !std::path::Path::new(&lib).is_file() {
         assert!(std::env::var("CI").is_err(), "CI=true but the ONNX Runtime library is missing: run ./x setup");

@@ -130,7 +130,7 @@ fn freeze_detection_fires_once_per_freeze_episode() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_model_the_ai_is_offline_and_the_display_still_gets_every_frame() {
+async fn hz013_without_a_model_the_ai_is_offline_and_the_display_still_gets_every_frame() {
     let mut cfg = video_config(30.0);
     cfg.video.inference.detector_model = repo("models/does-not-exist.onnx");
     let tower = Tower::start(cfg).await.unwrap();
@@ -150,7 +150,7 @@ async fn without_a_model_the_ai_is_offline_and_the_display_still_gets_every_fram
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn detections_name_their_frame_and_overlap_its_ground_truth() {
+async fn hz014_detections_name_their_frame_and_overlap_its_ground_truth() {
     if !runtime_available() {
         return;
     }
@@ -269,4 +269,31 @@ async fn at_most_one_frame_is_in_flight_even_when_the_ai_is_slow() {
         }
     }
     tower.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_y4m_recording_plays_through_the_tower_and_loops() {
+    let path = std::env::temp_dir().join(format!("endotower-{}.y4m", std::process::id()));
+    {
+        let mut src = SyntheticSource::new(SyntheticConfig { width: 320, height: 180, fps: 30.0, seed: 9, ..Default::default() }).unwrap();
+        let mut w = endotower::y4m::Y4mWriter::new(std::io::BufWriter::new(std::fs::File::create(&path).unwrap()), 320, 180, 30).unwrap();
+        let mut n = 0;
+        while n < 20 {
+            if let Some(f) = src.next_frame() {
+                w.write_frame(&f.rgb).unwrap();
+                n += 1;
+            }
+        }
+    }
+    let mut cfg = video_config(30.0);
+    cfg.video.source = endotower::video_config::SourceConfig::Y4m { path: path.display().to_string(), looped: true };
+    cfg.video.inference.detector_model = repo("models/does-not-exist.onnx");
+    let tower = Tower::start(cfg).await.unwrap();
+    let v = tower.video().clone();
+    // 45 frames from a 20-frame file: it looped.
+    assert!(wait_for(Duration::from_secs(10), || v.display.lock().unwrap().shown >= 45).await, "{:?}", v.display.lock().unwrap().shown);
+    let f = v.frames.borrow().clone().unwrap();
+    assert_eq!((f.width, f.height), (320, 180));
+    tower.shutdown().await;
+    let _ = std::fs::remove_file(path);
 }

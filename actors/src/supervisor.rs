@@ -632,7 +632,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn contain_keeps_the_supervisor_up_and_retries_after_the_window() {
+    async fn hz015_contain_keeps_the_supervisor_up_and_retries_after_the_window() {
         let starts: Vec<_> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
         let spec = SupervisorSpec {
             name: format!("sup-contain-{}", epoch().elapsed().as_nanos()),

@@ -47,8 +47,47 @@ pub struct AiChannels {
     pub result: watch::Sender<Option<AiResult>>,
 }
 
+impl AiChannels {
+    /// The result to draw now: the latest one, if the AI is online and the
+    /// result's frame is not older than `max_age` (a stale box would mark a
+    /// place the camera has left).
+    pub fn drawable(&self, now: Instant, max_age: std::time::Duration) -> Option<AiResult> {
+        if *self.status.borrow() != AiStatus::Online {
+            return None;
+        }
+        self.result.borrow().as_ref().filter(|r| now.saturating_duration_since(r.captured_at) <= max_age).cloned()
+    }
+}
+
 impl Default for AiChannels {
     fn default() -> Self {
         Self { status: watch::channel(AiStatus::Starting).0, result: watch::channel(None).0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::video::selector::Reason;
+    use std::time::Duration;
+
+    #[test]
+    fn hz014_results_older_than_the_limit_or_from_an_offline_ai_are_not_drawn() {
+        let ch = AiChannels::default();
+        let t0 = Instant::now();
+        ch.result.send_replace(Some(AiResult {
+            frame_seq: 7,
+            reason: Reason::Auto,
+            captured_at: t0,
+            finished_at: t0,
+            detections: vec![],
+            high_risk: false,
+        }));
+        assert!(ch.drawable(t0, Duration::from_millis(100)).is_none(), "AI not online yet");
+        ch.status.send_replace(AiStatus::Online);
+        assert_eq!(ch.drawable(t0 + Duration::from_millis(100), Duration::from_millis(100)).map(|r| r.frame_seq), Some(7));
+        assert!(ch.drawable(t0 + Duration::from_millis(101), Duration::from_millis(100)).is_none(), "too old");
+        ch.status.send_replace(AiStatus::Offline { reason: "x".into() });
+        assert!(ch.drawable(t0, Duration::from_millis(100)).is_none(), "offline");
     }
 }

@@ -34,6 +34,8 @@ pub struct AnalysisConfig {
     pub auto_interval_ms: u64,
     /// A pick with no result after this is given up (then the next goes).
     pub result_timeout_ms: u64,
+    /// Results whose frame is older than this are not drawn.
+    pub max_result_age_ms: u64,
 }
 
 impl AnalysisConfig {
@@ -41,7 +43,8 @@ impl AnalysisConfig {
         self.quality.validate(&format!("{path}.quality"))?;
         crate::config::check_int(&format!("{path}.freeze_frames"), u64::from(self.freeze_frames), 2, 600, "frames")?;
         crate::config::check_int(&format!("{path}.auto_interval_ms"), self.auto_interval_ms, 0, 60_000, "ms")?;
-        crate::config::check_int(&format!("{path}.result_timeout_ms"), self.result_timeout_ms, 5, 60_000, "ms")
+        crate::config::check_int(&format!("{path}.result_timeout_ms"), self.result_timeout_ms, 5, 60_000, "ms")?;
+        crate::config::check_int(&format!("{path}.max_result_age_ms"), self.max_result_age_ms, 1, 60_000, "ms")
     }
 }
 

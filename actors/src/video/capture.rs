@@ -128,3 +128,11 @@ impl Actor for CaptureActor {
         Ok(())
     }
 }
+
+/// However the actor ends (even by a panic, which skips `post_stop`), its
+/// capture thread stops: two threads must never feed the same channel.
+impl Drop for CaptureState {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}

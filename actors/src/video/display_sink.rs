@@ -128,3 +128,9 @@ impl ractor::Actor for DisplayActor {
         Ok(())
     }
 }
+
+impl Drop for DisplaySink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}

@@ -122,15 +122,12 @@ pub fn run(mut cfg: TowerConfig, quick: bool) -> Result<BenchReport, InterlockBe
     sim.stop();
     let all: Vec<f64> = idle.iter().chain(loaded.iter()).copied().collect();
     let total = Stats::of("all", &all);
-    Ok(BenchReport {
-        name: "interlock".into(),
-        unit: "us".into(),
-        n: total.n,
-        p50: total.p50,
-        p99: total.p99,
-        max: total.max,
-        runs: vec![Stats::of("idle", &idle), Stats::of("loaded", &loaded)],
-        notes: serde_json::json!({
+    Ok(BenchReport::new(
+        "interlock",
+        "us",
+        &total,
+        vec![Stats::of("idle", &idle), Stats::of("loaded", &loaded)],
+        serde_json::json!({
             "missed_idle": missed_idle,
             "missed_loaded": missed_loaded,
             "safety_period_us": period.as_micros() as u64,
@@ -139,5 +136,5 @@ pub fn run(mut cfg: TowerConfig, quick: bool) -> Result<BenchReport, InterlockBe
             "island_overruns": overruns,
             "island_max_cycle_us": max_cycle_us,
         }),
-    })
+    ))
 }

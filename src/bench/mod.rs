@@ -50,6 +50,11 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
+    /// A report whose headline is `total` over all runs.
+    pub fn new(name: &str, unit: &str, total: &Stats, runs: Vec<Stats>, notes: serde_json::Value) -> Self {
+        Self { name: name.into(), unit: unit.into(), n: total.n, p50: total.p50, p99: total.p99, max: total.max, runs, notes }
+    }
+
     pub fn print(&self, json: bool) {
         if json {
             match serde_json::to_string(self) {

@@ -77,16 +77,7 @@ pub fn video(cfg: TowerConfig, quick: bool) -> Result<BenchReport> {
     }
     let total = Stats::of("all", &all);
     notes.insert("target_p99_us".into(), 5750.into());
-    Ok(BenchReport {
-        name: "video".into(),
-        unit: "us".into(),
-        n: total.n,
-        p50: total.p50,
-        p99: total.p99,
-        max: total.max,
-        runs,
-        notes: notes.into(),
-    })
+    Ok(BenchReport::new("video", "us", &total, runs, notes.into()))
 }
 
 pub fn annotation(cfg: TowerConfig, quick: bool) -> Result<BenchReport> {
@@ -115,16 +106,7 @@ pub fn annotation(cfg: TowerConfig, quick: bool) -> Result<BenchReport> {
     })?;
     let s = Stats::of("720p60", &delays);
     let fps = delays.len() as f64 / elapsed.as_secs_f64();
-    Ok(BenchReport {
-        name: "annotation".into(),
-        unit: "ms".into(),
-        n: s.n,
-        p50: s.p50,
-        p99: s.p99,
-        max: s.max,
-        runs: vec![s],
-        notes: serde_json::json!({"inference_fps": fps, "target_p99_ms": 120}),
-    })
+    Ok(BenchReport::new("annotation", "ms", &s.clone(), vec![s], serde_json::json!({"inference_fps": fps, "target_p99_ms": 120})))
 }
 
 pub fn restart(cfg: TowerConfig, quick: bool) -> Result<BenchReport> {
@@ -157,14 +139,5 @@ pub fn restart(cfg: TowerConfig, quick: bool) -> Result<BenchReport> {
         Ok(samples)
     })?;
     let s = Stats::of("panic-to-online", &samples);
-    Ok(BenchReport {
-        name: "restart".into(),
-        unit: "ms".into(),
-        n: s.n,
-        p50: s.p50,
-        p99: s.p99,
-        max: s.max,
-        runs: vec![s],
-        notes: serde_json::json!({"attempts": n}),
-    })
+    Ok(BenchReport::new("restart", "ms", &s.clone(), vec![s], serde_json::json!({"attempts": n})))
 }

@@ -69,6 +69,9 @@ enum Cmd {
         /// Seed of the held-out set (training uses other seeds).
         #[arg(long, default_value_t = 1001)]
         seed: u64,
+        /// Evaluate every N-th delivered frame (consecutive frames are alike).
+        #[arg(long, default_value_t = 10)]
+        stride: usize,
         #[arg(long)]
         json: bool,
         #[arg(long, default_value = DEFAULT_CONFIG)]
@@ -189,11 +192,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             print!("{}", endotower_actors::registers::markdown());
             Ok(())
         }
-        Cmd::Eval { name, frames, seed, json, config } => {
+        Cmd::Eval { name, frames, seed, stride, json, config } => {
             let cfg = load(&config)?;
             match name.as_str() {
                 "detector" => {
-                    let r = crate::eval::detector(&cfg, frames, seed)?;
+                    let r = crate::eval::detector(&cfg, frames, seed, stride)?;
                     if json {
                         println!("{}", serde_json::to_string(&r)?);
                     } else {

@@ -35,6 +35,7 @@ pub struct DetectorReport {
     pub name: &'static str,
     pub frames: usize,
     pub seed: u64,
+    pub stride: usize,
     pub sharp: Counts,
     pub blurred: Counts,
     pub per_class: Vec<(String, Counts)>,
@@ -43,7 +44,7 @@ pub struct DetectorReport {
     pub mean_inference_ms: f64,
 }
 
-pub fn detector(cfg: &TowerConfig, frames: usize, seed: u64) -> Result<DetectorReport> {
+pub fn detector(cfg: &TowerConfig, frames: usize, seed: u64, stride: usize) -> Result<DetectorReport> {
     let inf = &cfg.video.inference;
     load_runtime(Path::new(&inf.runtime_library))?;
     let mut model = Model::open(Path::new(&inf.detector_model), inf.threads)?;
@@ -57,9 +58,13 @@ pub fn detector(cfg: &TowerConfig, frames: usize, seed: u64) -> Result<DetectorR
     let mut sharp = Counts::default();
     let mut blurred = Counts::default();
     let mut per_class: Vec<(String, Counts)> = c.classes.iter().map(|n| (n.clone(), Counts::default())).collect();
-    let (mut done, mut total_ms) = (0usize, 0f64);
+    let (mut done, mut total_ms, mut delivered) = (0usize, 0f64, 0usize);
     while done < frames {
         let Some(f) = source.next_frame() else { continue };
+        delivered += 1;
+        if (delivered - 1) % stride.max(1) != 0 {
+            continue;
+        }
         let bucket = match f.episode {
             Episode::Black => continue,
             Episode::MotionBlur => &mut blurred,
@@ -103,6 +108,7 @@ pub fn detector(cfg: &TowerConfig, frames: usize, seed: u64) -> Result<DetectorR
         name: "detector",
         frames: done,
         seed,
+        stride,
         recall: sharp.recall(),
         precision: sharp.precision(),
         sharp,

@@ -297,3 +297,29 @@ async fn a_y4m_recording_plays_through_the_tower_and_loops() {
     tower.shutdown().await;
     let _ = std::fs::remove_file(path);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_risk_lesion_raises_the_alert_naming_its_frame() {
+    if !runtime_available() {
+        return;
+    }
+    let cfg = video_config(30.0);
+    let (source, truth) = recording(SyntheticConfig { width: 640, height: 360, fps: 30.0, seed: 1, ..Default::default() });
+    let tower = Tower::start_with_source(cfg, source).await.unwrap();
+    let mut events = tower.events().subscribe();
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut alert = None;
+    while alert.is_none() && Instant::now() < end {
+        if let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+            if e.code == "HIGH_RISK_LESION" && e.kind == endotower_actors::events::EventKind::AlarmRaised {
+                alert = Some(e);
+            }
+        }
+    }
+    let e = alert.expect("no high-risk alert in 60 s of video with adenomas");
+    // "high-risk lesion in frame N: adenoma 0.93"
+    let seq: usize = e.message.split("frame ").nth(1).and_then(|s| s.split(':').next()).and_then(|s| s.parse().ok()).unwrap();
+    let t = truth.lock().unwrap()[seq - 1].clone();
+    assert!(t.iter().any(|b| b.class == endotower_sim::video::LesionClass::Adenoma), "frame {seq} has no adenoma in its ground truth: {t:?}");
+    tower.shutdown().await;
+}

@@ -3,10 +3,9 @@
 //! - [`SyntheticSource`]: a deterministic synthetic endoscopy camera (three
 //!   sites, three lesion classes with ground-truth boxes, motion blur,
 //!   freezes, black-outs and dropouts), configured by [`SyntheticConfig`].
-//! - [`Y4mReader`] / [`Y4mWriter`]: raw YUV4MPEG2 video files (what
-//!   `ffmpeg -i in.mp4 -pix_fmt yuv420p out.y4m` writes), to and from RGB8.
-//! - [`write_dataset`]: dumps synthetic frames with their truth as PPM files
-//!   plus `truth.jsonl`, for training; [`resize_rgb`]: area-average resizing.
+//!
+//! (The Y4M file source and the training-set dump live in the tower crate:
+//! `src/y4m.rs` and `src/dataset.rs`.)
 //!
 //! All images are packed RGB8, row-major, in `Arc<Vec<u8>>` so a frame can be
 //! shared by several consumers without copying. Errors are [`VideoError`].
@@ -17,7 +16,7 @@
 //! `lesions` (lesion comings and goings), `camera` (camera and lumen paths),
 //! `optics` (field of view, lumen, sensor noise), `episodes` (disturbance
 //! timeline), `blur` (motion blur), `pool` (buffer reuse), `random` (seeded
-//! draws), `y4m`, `yuv` (colour conversion), `resize`, `dataset`, `error`.
+//! draws), `error`.
 
 mod blur;
 mod camera;

@@ -4,7 +4,6 @@
 //! one clear frame in between.
 
 use super::config::EpisodeConfig;
-use super::labels::Episode;
 use super::random::VRng;
 
 /// What the current frame should be.
@@ -16,18 +15,6 @@ pub(crate) enum Directive {
     Freeze,
     Black,
     Dropout,
-}
-
-impl Directive {
-    pub(crate) fn episode(self) -> Episode {
-        match self {
-            Self::Clear => Episode::Clear,
-            Self::Blur { .. } => Episode::MotionBlur,
-            Self::Freeze => Episode::Freeze,
-            Self::Black => Episode::Black,
-            Self::Dropout => Episode::Dropout,
-        }
-    }
 }
 
 /// The episode in progress.

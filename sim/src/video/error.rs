@@ -95,16 +95,3 @@ pub enum VideoError {
         height: u32,
     },
 }
-
-/// A short, printable excerpt of untrusted bytes for an error message.
-pub(crate) fn excerpt(bytes: &[u8]) -> String {
-    let s: String = String::from_utf8_lossy(&bytes[..bytes.len().min(24)])
-        .chars()
-        .flat_map(char::escape_default)
-        .collect();
-    if bytes.len() > 24 {
-        format!("{s}...")
-    } else {
-        s
-    }
-}

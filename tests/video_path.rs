@@ -320,6 +320,9 @@ async fn a_high_risk_lesion_raises_the_alert_naming_its_frame() {
     // "high-risk lesion in frame N: adenoma 0.93"
     let seq: usize = e.message.split("frame ").nth(1).and_then(|s| s.split(':').next()).and_then(|s| s.parse().ok()).unwrap();
     let t = truth.lock().unwrap()[seq - 1].clone();
-    assert!(t.iter().any(|b| b.class == endotower_sim::video::LesionClass::Adenoma), "frame {seq} has no adenoma in its ground truth: {t:?}");
+    assert!(
+        t.iter().any(|b| b.class == endotower_sim::video::LesionClass::Adenoma),
+        "frame {seq} has no adenoma in its ground truth: {t:?}"
+    );
     tower.shutdown().await;
 }

@@ -20,11 +20,7 @@ pub(crate) struct Camera {
 
 impl Camera {
     pub(crate) fn new(model: CameraModel) -> Self {
-        Self {
-            model,
-            frames: 0.0,
-            seq: 0,
-        }
+        Self { model, frames: 0.0, seq: 0 }
     }
 }
 
@@ -53,10 +49,7 @@ impl Model for Camera {
         }
         self.seq = self.seq.wrapping_add(1);
         table.set(reg::STATUS, bits);
-        table.set(
-            reg::SENSOR_TEMP,
-            encode_signed(self.model.sensor_temp_c, 0.1),
-        );
+        table.set(reg::SENSOR_TEMP, encode_signed(self.model.sensor_temp_c, 0.1));
         // The epsilon keeps an exact frame boundary from reading one frame short.
         table.set(reg::FRAME_COUNTER, (self.frames + 1e-6) as u16);
         table.set(reg::SAMPLE_SEQ, self.seq);
@@ -72,24 +65,11 @@ mod tests {
     #[test]
     fn frame_counter_runs_at_fps_and_failsafe_only_sets_a_status_bit() {
         let mut b = Bench::new(Device::Camera, Camera::new(CameraModel::default()));
-        assert_eq!(
-            (b.reg(reg::WIDTH), b.reg(reg::HEIGHT), b.reg(reg::FPS)),
-            (1920, 1080, 30)
-        );
-        assert_eq!(
-            (
-                b.reg(reg::EXPOSURE),
-                b.reg(reg::GAIN),
-                b.reg(reg::WHITE_BALANCE)
-            ),
-            (1000, 0, 550)
-        );
+        assert_eq!((b.reg(reg::WIDTH), b.reg(reg::HEIGHT), b.reg(reg::FPS)), (1920, 1080, 30));
+        assert_eq!((b.reg(reg::EXPOSURE), b.reg(reg::GAIN), b.reg(reg::WHITE_BALANCE)), (1000, 0, 550));
         b.run(1.0, false);
         assert_eq!(b.reg(reg::FRAME_COUNTER), 30);
-        assert_eq!(
-            b.reg(reg::STATUS),
-            status::STREAMING | status::SENSOR_OK | status::FAILSAFE
-        );
+        assert_eq!(b.reg(reg::STATUS), status::STREAMING | status::SENSOR_OK | status::FAILSAFE);
         b.run(1.0, true);
         assert_eq!(b.reg(reg::STATUS), status::STREAMING | status::SENSOR_OK);
         assert_eq!(b.reg(reg::SENSOR_TEMP), 380);

@@ -133,12 +133,7 @@ pub struct CameraModel {
 
 impl Default for CameraModel {
     fn default() -> Self {
-        Self {
-            width: 1920,
-            height: 1080,
-            fps: 30,
-            sensor_temp_c: 38.0,
-        }
+        Self { width: 1920, height: 1080, fps: 30, sensor_temp_c: 38.0 }
     }
 }
 
@@ -157,11 +152,7 @@ fn positive(field: &'static str, v: f64) -> Result<(), SimConfigError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(SimConfigError {
-            field,
-            value: v.to_string(),
-            reason: "must be a finite number > 0",
-        })
+        Err(SimConfigError { field, value: v.to_string(), reason: "must be a finite number > 0" })
     }
 }
 
@@ -169,11 +160,7 @@ fn non_negative(field: &'static str, v: f64) -> Result<(), SimConfigError> {
     if v.is_finite() && v >= 0.0 {
         Ok(())
     } else {
-        Err(SimConfigError {
-            field,
-            value: v.to_string(),
-            reason: "must be a finite number >= 0",
-        })
+        Err(SimConfigError { field, value: v.to_string(), reason: "must be a finite number >= 0" })
     }
 }
 
@@ -181,11 +168,7 @@ fn finite(field: &'static str, v: f64) -> Result<(), SimConfigError> {
     if v.is_finite() {
         Ok(())
     } else {
-        Err(SimConfigError {
-            field,
-            value: v.to_string(),
-            reason: "must be finite",
-        })
+        Err(SimConfigError { field, value: v.to_string(), reason: "must be finite" })
     }
 }
 
@@ -193,11 +176,7 @@ fn nonzero(field: &'static str, v: u64) -> Result<(), SimConfigError> {
     if v > 0 {
         Ok(())
     } else {
-        Err(SimConfigError {
-            field,
-            value: v.to_string(),
-            reason: "must be > 0",
-        })
+        Err(SimConfigError { field, value: v.to_string(), reason: "must be > 0" })
     }
 }
 
@@ -264,25 +243,17 @@ mod tests {
         assert_eq!(err.field, "insufflator.compliance_l_per_mmhg");
         assert_eq!(err.value, "-0.1");
 
-        let cfg = SimConfig {
-            physics_period_us: 0,
-            ..Default::default()
-        };
+        let cfg = SimConfig { physics_period_us: 0, ..Default::default() };
         assert_eq!(cfg.validate().unwrap_err().field, "physics_period_us");
 
         let mut cfg = SimConfig::default();
         cfg.light.ambient_c = f64::NAN;
-        assert!(cfg
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("light.ambient_c"));
+        assert!(cfg.validate().unwrap_err().to_string().contains("light.ambient_c"));
     }
 
     #[test]
     fn partial_config_fills_defaults_and_rejects_unknown_fields() {
-        let cfg: SimConfig =
-            serde_json::from_str(r#"{"seed": 7, "insufflator": {"leak_lpm": 1.5}}"#).unwrap();
+        let cfg: SimConfig = serde_json::from_str(r#"{"seed": 7, "insufflator": {"leak_lpm": 1.5}}"#).unwrap();
         assert_eq!(cfg.seed, 7);
         assert_eq!(cfg.insufflator.leak_lpm, 1.5);
         assert_eq!(cfg.insufflator.max_flow_lpm, 20.0);

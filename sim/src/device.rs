@@ -14,12 +14,7 @@ pub enum Device {
 }
 
 impl Device {
-    pub const ALL: [Device; 4] = [
-        Device::Insufflator,
-        Device::Light,
-        Device::Camera,
-        Device::Pedal,
-    ];
+    pub const ALL: [Device; 4] = [Device::Insufflator, Device::Light, Device::Camera, Device::Pedal];
 
     /// Unit id from the register map; a TCP endpoint answers this id (and 0, 255).
     pub fn default_unit(self) -> u8 {

@@ -134,9 +134,7 @@ impl From<Fault> for FaultSpec {
             Fault::SensorOffset(channel, value) => FaultSpec::SensorOffset { channel, value },
             Fault::SensorNan(channel) => FaultSpec::SensorNan { channel },
             Fault::LinkDrop => FaultSpec::LinkDrop,
-            Fault::ReplyDelay(d) => FaultSpec::ReplyDelay {
-                ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-            },
+            Fault::ReplyDelay(d) => FaultSpec::ReplyDelay { ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX) },
             Fault::ExceptionReplies => FaultSpec::ExceptionReplies,
             Fault::Hang => FaultSpec::Hang,
             Fault::LeakStep(lpm) => FaultSpec::LeakStep { lpm },
@@ -180,9 +178,7 @@ impl FaultSet {
             Fault::ReplyDelay(d) => self.reply_delay = Some(d),
             Fault::ExceptionReplies => self.exception_replies = true,
             Fault::Hang => self.hang = true,
-            Fault::LeakStep(lpm) => {
-                self.leak_lpm = Some(if lpm.is_finite() { lpm.max(0.0) } else { 0.0 })
-            }
+            Fault::LeakStep(lpm) => self.leak_lpm = Some(if lpm.is_finite() { lpm.max(0.0) } else { 0.0 }),
             Fault::SupplyEmpty => self.supply_empty = true,
             Fault::FanFailure => self.fan_failure = true,
             Fault::CableUnplugged => self.cable_unplugged = true,
@@ -207,13 +203,7 @@ impl FaultSet {
 
     /// The register word for `channel`: `previous` if stuck, [`INVALID`] if
     /// NaN, otherwise the true `value` plus any offset, encoded by `encode`.
-    pub(crate) fn sensor_word(
-        &self,
-        channel: Channel,
-        value: f64,
-        previous: u16,
-        encode: impl Fn(f64) -> u16,
-    ) -> u16 {
+    pub(crate) fn sensor_word(&self, channel: Channel, value: f64, previous: u16, encode: impl Fn(f64) -> u16) -> u16 {
         if self.nan.contains(&channel) {
             INVALID
         } else if self.stuck.contains(&channel) {
@@ -230,17 +220,13 @@ mod tests {
 
     #[test]
     fn faults_deserialize_from_tagged_snake_case() {
-        let f: Fault =
-            serde_json::from_str(r#"{"kind":"sensor_offset","channel":"pressure","value":5.0}"#)
-                .unwrap();
+        let f: Fault = serde_json::from_str(r#"{"kind":"sensor_offset","channel":"pressure","value":5.0}"#).unwrap();
         assert_eq!(f, Fault::SensorOffset(Channel::Pressure, 5.0));
         let f: Fault = serde_json::from_str(r#"{"kind":"reply_delay","ms":250}"#).unwrap();
         assert_eq!(f, Fault::ReplyDelay(Duration::from_millis(250)));
         let f: Fault = serde_json::from_str(r#"{"kind":"link_drop"}"#).unwrap();
         assert_eq!(f.kind(), FaultKind::LinkDrop);
-        assert!(
-            serde_json::from_str::<Fault>(r#"{"kind":"sensor_nan","channel":"nose"}"#).is_err()
-        );
+        assert!(serde_json::from_str::<Fault>(r#"{"kind":"sensor_nan","channel":"nose"}"#).is_err());
         let k: FaultKind = serde_json::from_str(r#""leak_step""#).unwrap();
         assert_eq!(k, FaultKind::LeakStep);
         let back = serde_json::to_string(&Fault::LeakStep(2.5)).unwrap();

@@ -16,12 +16,7 @@ pub(crate) struct Heartbeat {
 impl Heartbeat {
     /// A watchdog that starts in fail-safe.
     pub(crate) fn new(device: &'static str, timeout_s: f64) -> Self {
-        Self {
-            device,
-            timeout_s,
-            silent_s: 0.0,
-            failsafe: true,
-        }
+        Self { device, timeout_s, silent_s: 0.0, failsafe: true }
     }
 
     pub(crate) fn failsafe(&self) -> bool {
@@ -33,11 +28,7 @@ impl Heartbeat {
         self.silent_s = 0.0;
         if self.failsafe {
             self.failsafe = false;
-            info!(
-                device = self.device,
-                reason = "heartbeat changed",
-                "fail-safe exit"
-            );
+            info!(device = self.device, reason = "heartbeat changed", "fail-safe exit");
         }
     }
 
@@ -46,12 +37,7 @@ impl Heartbeat {
         self.silent_s += dt_s;
         if !self.failsafe && self.silent_s >= self.timeout_s {
             self.failsafe = true;
-            warn!(
-                device = self.device,
-                reason = "heartbeat unchanged",
-                silent_ms = (self.silent_s * 1000.0).round(),
-                "fail-safe entry"
-            );
+            warn!(device = self.device, reason = "heartbeat unchanged", silent_ms = (self.silent_s * 1000.0).round(), "fail-safe entry");
         }
     }
 }

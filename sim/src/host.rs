@@ -63,31 +63,15 @@ pub enum SimError {
     #[error(transparent)]
     Config(#[from] SimConfigError),
     #[error("cannot bind Modbus TCP for {device} on {addr}: {source}")]
-    Bind {
-        device: Device,
-        addr: SocketAddr,
-        source: io::Error,
-    },
+    Bind { device: Device, addr: SocketAddr, source: io::Error },
     #[error("cannot open serial port {path} at {baud} baud: {source}")]
-    SerialOpen {
-        path: String,
-        baud: u32,
-        source: io::Error,
-    },
+    SerialOpen { path: String, baud: u32, source: io::Error },
     #[error("cannot take over the serial stream of RTU bus {bus}: {source}")]
     SerialStream { bus: usize, source: io::Error },
     #[error("RTU bus {bus}: unit id {unit} of {device} {reason}")]
-    RtuUnit {
-        bus: usize,
-        device: Device,
-        unit: u8,
-        reason: &'static str,
-    },
+    RtuUnit { bus: usize, device: Device, unit: u8, reason: &'static str },
     #[error("cannot start the simulator {what}: {source}")]
-    Start {
-        what: &'static str,
-        source: io::Error,
-    },
+    Start { what: &'static str, source: io::Error },
     #[error("the simulator server thread stopped during start-up")]
     ServerThreadDied,
 }
@@ -108,11 +92,7 @@ impl Devices {
             Arc::new(Shared::new(dev, SimDevice::new(dev, model, timeout_s)))
         }
         Self {
-            insufflator: shared(
-                Device::Insufflator,
-                Insufflator::new(cfg.insufflator.clone(), Rng::new(cfg.seed, 0)),
-                timeout_s,
-            ),
+            insufflator: shared(Device::Insufflator, Insufflator::new(cfg.insufflator.clone(), Rng::new(cfg.seed, 0)), timeout_s),
             light: shared(Device::Light, Light::new(cfg.light.clone()), timeout_s),
             camera: shared(Device::Camera, Camera::new(cfg.camera.clone()), timeout_s),
             pedal: shared(Device::Pedal, Pedal::default(), timeout_s),
@@ -141,9 +121,7 @@ pub struct SimHost {
 
 impl std::fmt::Debug for SimHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimHost")
-            .field("tcp", &self.tcp)
-            .finish_non_exhaustive()
+        f.debug_struct("SimHost").field("tcp", &self.tcp).finish_non_exhaustive()
     }
 }
 
@@ -162,10 +140,7 @@ impl SimHost {
             thread::Builder::new()
                 .name("sim-modbus".into())
                 .spawn(move || run_servers(devices, endpoints, ready_tx, stop))
-                .map_err(|source| SimError::Start {
-                    what: "server thread",
-                    source,
-                })?
+                .map_err(|source| SimError::Start { what: "server thread", source })?
         };
         let tcp = match ready_rx.recv() {
             Ok(Ok(bound)) => bound,
@@ -184,39 +159,23 @@ impl SimHost {
             let all = Device::ALL.iter().map(|d| devices.get(*d)).collect();
             let period = Duration::from_micros(cfg.physics_period_us);
             let stop = stop_physics.clone();
-            thread::Builder::new()
-                .name("sim-physics".into())
-                .spawn(move || crate::physics::run(all, period, stop))
+            thread::Builder::new().name("sim-physics".into()).spawn(move || crate::physics::run(all, period, stop))
         };
         let physics = match physics {
             Ok(handle) => handle,
             Err(source) => {
                 stop_servers.cancel();
                 let _ = servers.join();
-                return Err(SimError::Start {
-                    what: "physics thread",
-                    source,
-                });
+                return Err(SimError::Start { what: "physics thread", source });
             }
         };
         info!(?tcp, "simulator started");
-        Ok(SimHost {
-            devices,
-            tcp,
-            stop_physics,
-            stop_servers,
-            physics: Some(physics),
-            servers: Some(servers),
-        })
+        Ok(SimHost { devices, tcp, stop_physics, stop_servers, physics: Some(physics), servers: Some(servers) })
     }
 
     /// Actual bound TCP addresses of `dev`, in the order given.
     pub fn tcp_addrs(&self, dev: Device) -> Vec<SocketAddr> {
-        self.tcp
-            .iter()
-            .filter(|(d, _)| *d == dev)
-            .map(|(_, a)| *a)
-            .collect()
+        self.tcp.iter().filter(|(d, _)| *d == dev).map(|(_, a)| *a).collect()
     }
 
     pub fn set_fault(&self, dev: Device, fault: Fault) {
@@ -234,15 +193,13 @@ impl SimHost {
     /// True insufflator state (no sensor faults).
     pub fn insufflator(&self) -> InsufflatorSnapshot {
         let sim = self.devices.insufflator.lock();
-        sim.model()
-            .snapshot(sim.table(), sim.faults(), sim.failsafe())
+        sim.model().snapshot(sim.table(), sim.faults(), sim.failsafe())
     }
 
     /// True light-source state (no sensor faults).
     pub fn light(&self) -> LightSnapshot {
         let sim = self.devices.light.lock();
-        sim.model()
-            .snapshot(sim.table(), sim.faults(), sim.failsafe())
+        sim.model().snapshot(sim.table(), sim.faults(), sim.failsafe())
     }
 
     /// Is `dev` in its heartbeat fail-safe?
@@ -283,10 +240,7 @@ impl SimHost {
     fn shutdown(&mut self) {
         self.stop_physics.store(true, Ordering::Release);
         self.stop_servers.cancel();
-        for handle in [self.physics.take(), self.servers.take()]
-            .into_iter()
-            .flatten()
-        {
+        for handle in [self.physics.take(), self.servers.take()].into_iter().flatten() {
             if handle.join().is_err() {
                 warn!("a simulator thread panicked");
             }
@@ -305,12 +259,7 @@ impl Drop for SimHost {
 fn check_buses(buses: &[RtuBus]) -> Result<(), SimError> {
     for (bus, b) in buses.iter().enumerate() {
         for (i, &(device, unit)) in b.devices.iter().enumerate() {
-            let err = |reason| SimError::RtuUnit {
-                bus,
-                device,
-                unit,
-                reason,
-            };
+            let err = |reason| SimError::RtuUnit { bus, device, unit, reason };
             if !(1..=247).contains(&unit) {
                 return Err(err("is not in 1..=247"));
             }
@@ -325,22 +274,11 @@ fn check_buses(buses: &[RtuBus]) -> Result<(), SimError> {
 type Ready = Result<Vec<(Device, SocketAddr)>, SimError>;
 
 /// Body of the server thread: bind everything, report, serve until stopped.
-fn run_servers(
-    devices: Devices,
-    endpoints: SimEndpoints,
-    ready: mpsc::Sender<Ready>,
-    stop: CancellationToken,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+fn run_servers(devices: Devices, endpoints: SimEndpoints, ready: mpsc::Sender<Ready>, stop: CancellationToken) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(source) => {
-            let _ = ready.send(Err(SimError::Start {
-                what: "server runtime",
-                source,
-            }));
+            let _ = ready.send(Err(SimError::Start { what: "server runtime", source }));
             return;
         }
     };
@@ -363,42 +301,25 @@ fn run_servers(
     // Dropping the runtime ends every connection task and closes its socket.
 }
 
-async fn start_servers(
-    devices: &Devices,
-    endpoints: SimEndpoints,
-    tasks: &mut JoinSet<()>,
-) -> Result<Vec<(Device, SocketAddr)>, SimError> {
+async fn start_servers(devices: &Devices, endpoints: SimEndpoints, tasks: &mut JoinSet<()>) -> Result<Vec<(Device, SocketAddr)>, SimError> {
     let mut bound = Vec::new();
     for (device, addr) in endpoints.tcp {
-        let bind_err = |source| SimError::Bind {
-            device,
-            addr,
-            source,
-        };
+        let bind_err = |source| SimError::Bind { device, addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
         let local = listener.local_addr().map_err(bind_err)?;
         bound.push((device, local));
         tasks.spawn(serve_tcp(listener, devices.get(device)));
     }
     for (bus, b) in endpoints.rtu.into_iter().enumerate() {
-        let units = b
-            .devices
-            .iter()
-            .map(|(d, u)| (*u, devices.get(*d)))
-            .collect();
+        let units = b.devices.iter().map(|(d, u)| (*u, devices.get(*d))).collect();
         let service = Arc::new(RtuBusService::new(units));
         match b.port {
             RtuPort::Path { path, baud } => {
-                let stream = serial::open(&path, baud).map_err(|source| SimError::SerialOpen {
-                    path: path.clone(),
-                    baud,
-                    source,
-                })?;
+                let stream = serial::open(&path, baud).map_err(|source| SimError::SerialOpen { path: path.clone(), baud, source })?;
                 tasks.spawn(serve_rtu_path(stream, path, baud, service));
             }
             RtuPort::Stream(stream) => {
-                let stream = serial::adopt(stream)
-                    .map_err(|source| SimError::SerialStream { bus, source })?;
+                let stream = serial::adopt(stream).map_err(|source| SimError::SerialStream { bus, source })?;
                 tasks.spawn(async move {
                     match rtu::Server::new(stream).serve_forever(service).await {
                         Ok(()) => info!(bus, "RTU stream closed"),
@@ -427,13 +348,7 @@ async fn serve_tcp(listener: TcpListener, dev: Arc<DynDevice>) {
     };
     let device = dev.device.name();
     loop {
-        if let Err(e) = server
-            .serve(
-                &on_connected,
-                move |e| debug!(device, error = %e, "connection ended"),
-            )
-            .await
-        {
+        if let Err(e) = server.serve(&on_connected, move |e| debug!(device, error = %e, "connection ended")).await {
             warn!(device, error = %e, "TCP accept failed; retrying");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -455,10 +370,7 @@ async fn serve_rtu_path(first: SerialStream, path: String, baud: u32, service: A
                 }
             },
         };
-        if let Err(e) = rtu::Server::new(port)
-            .serve_forever(Arc::clone(&service))
-            .await
-        {
+        if let Err(e) = rtu::Server::new(port).serve_forever(Arc::clone(&service)).await {
             warn!(%path, error = %e, "RTU serial port failed; reopening");
         }
         tokio::time::sleep(SERIAL_RETRY).await;

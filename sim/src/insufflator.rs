@@ -55,11 +55,7 @@ fn valves(table: &RegisterTable, failsafe: bool) -> Valves {
     let safety = table.get(reg::SAFETY_CMD);
     let inhibit = safety & safety_cmd::INHIBIT_INFLOW != 0;
     let shutoff_open = table.get(reg::SHUTOFF_VALVE) == 1 && !inhibit && !failsafe;
-    Valves {
-        shutoff_open,
-        inflow_open: shutoff_open && table.get(reg::PWM_DUTY) > 0,
-        relief_open: relief_open(table),
-    }
+    Valves { shutoff_open, inflow_open: shutoff_open && table.get(reg::PWM_DUTY) > 0, relief_open: relief_open(table) }
 }
 
 /// Relief is open when control asks for it or safety forces a vent; the
@@ -85,16 +81,7 @@ pub(crate) struct Insufflator {
 impl Insufflator {
     pub(crate) fn new(model: InsufflatorModel, rng: Rng) -> Self {
         let pressure = model.initial_pressure_mmhg;
-        Self {
-            model,
-            rng,
-            pressure,
-            flow: 0.0,
-            gas_used_l: 0.0,
-            duty_applied: 0,
-            seq: 0,
-            last_vent_open: None,
-        }
+        Self { model, rng, pressure, flow: 0.0, gas_used_l: 0.0, duty_applied: 0, seq: 0, last_vent_open: None }
     }
 
     fn leak_lpm(&self, faults: &FaultSet) -> f64 {
@@ -111,19 +98,10 @@ impl Insufflator {
 
     /// Set the true cavity pressure (clamped at 0).
     pub(crate) fn inject_pressure(&mut self, mmhg: f64) {
-        self.pressure = if mmhg.is_finite() {
-            mmhg.max(0.0)
-        } else {
-            self.pressure
-        };
+        self.pressure = if mmhg.is_finite() { mmhg.max(0.0) } else { self.pressure };
     }
 
-    pub(crate) fn snapshot(
-        &self,
-        table: &RegisterTable,
-        faults: &FaultSet,
-        failsafe: bool,
-    ) -> InsufflatorSnapshot {
+    pub(crate) fn snapshot(&self, table: &RegisterTable, faults: &FaultSet, failsafe: bool) -> InsufflatorSnapshot {
         let v = valves(table, failsafe);
         InsufflatorSnapshot {
             pressure_mmhg: self.pressure,
@@ -156,11 +134,7 @@ impl Model for Insufflator {
     fn integrate(&mut self, dt: f64, table: &RegisterTable, faults: &FaultSet, failsafe: bool) {
         let m = &self.model;
         let v = valves(table, failsafe);
-        self.duty_applied = if v.inflow_open {
-            table.get(reg::PWM_DUTY)
-        } else {
-            0
-        };
+        self.duty_applied = if v.inflow_open { table.get(reg::PWM_DUTY) } else { 0 };
 
         let available = m.max_flow_lpm * (self.supply_bar(faults) / m.regulator_min_bar).min(1.0);
         let target = f64::from(self.duty_applied) / 1000.0 * available;
@@ -168,11 +142,7 @@ impl Model for Insufflator {
 
         let p = self.pressure;
         let q_leak = self.leak_lpm(faults) * (p / LEAK_FULL_MMHG).clamp(0.0, 1.0);
-        let q_relief = if v.relief_open {
-            m.relief_lpm_per_mmhg * p
-        } else {
-            0.0
-        };
+        let q_relief = if v.relief_open { m.relief_lpm_per_mmhg * p } else { 0.0 };
         let dp = (self.flow - q_leak - q_relief) / (60.0 * m.compliance_l_per_mmhg) * dt;
         self.pressure = (p + dp).max(0.0);
         self.gas_used_l = (self.gas_used_l + self.flow * dt / 60.0).min(m.supply_capacity_l);
@@ -181,15 +151,8 @@ impl Model for Insufflator {
     fn publish(&mut self, table: &mut RegisterTable, faults: &FaultSet, failsafe: bool) {
         let noise = self.rng.gaussian(self.model.pressure_noise_mmhg);
         let supply = self.supply_bar(faults);
-        let word = |ch, value, addr, enc: fn(f64, f64) -> u16| {
-            faults.sensor_word(ch, value, table.get(addr), |x| enc(x, 0.01))
-        };
-        let pressure = word(
-            Channel::Pressure,
-            self.pressure + noise,
-            reg::PRESSURE,
-            encode_signed,
-        );
+        let word = |ch, value, addr, enc: fn(f64, f64) -> u16| faults.sensor_word(ch, value, table.get(addr), |x| enc(x, 0.01));
+        let pressure = word(Channel::Pressure, self.pressure + noise, reg::PRESSURE, encode_signed);
         let flow = word(Channel::Flow, self.flow, reg::FLOW, encode_unsigned);
         let supply = word(Channel::Supply, supply, reg::SUPPLY, encode_unsigned);
 
@@ -200,16 +163,10 @@ impl Model for Insufflator {
             (v.shutoff_open, status::SHUTOFF_OPEN),
             (v.relief_open, status::RELIEF_OPEN),
             (failsafe, status::FAILSAFE),
-            (
-                safety & safety_cmd::INHIBIT_INFLOW != 0,
-                status::SAFETY_INHIBIT,
-            ),
+            (safety & safety_cmd::INHIBIT_INFLOW != 0, status::SAFETY_INHIBIT),
             (safety & safety_cmd::FORCE_VENT != 0, status::SAFETY_VENT),
         ];
-        let status_word = bits
-            .iter()
-            .filter(|(on, _)| *on)
-            .fold(0, |acc, (_, b)| acc | b);
+        let status_word = bits.iter().filter(|(on, _)| *on).fold(0, |acc, (_, b)| acc | b);
 
         self.seq = self.seq.wrapping_add(1);
         table.set(reg::PRESSURE, pressure);
@@ -244,9 +201,7 @@ mod tests {
     }
 
     fn snap(b: &Bench<Insufflator>) -> InsufflatorSnapshot {
-        b.sim
-            .model()
-            .snapshot(b.sim.table(), b.sim.faults(), b.sim.failsafe())
+        b.sim.model().snapshot(b.sim.table(), b.sim.faults(), b.sim.failsafe())
     }
 
     fn open_inflow(b: &mut Bench<Insufflator>, duty: u16) {
@@ -262,11 +217,7 @@ mod tests {
         let s = snap(&b);
         // 10 L/min into 0.25 L/mmHg: 0.667 mmHg/s, less the 30 ms valve lag.
         assert!((s.flow_lpm - 10.0).abs() < 0.01, "flow {}", s.flow_lpm);
-        assert!(
-            (s.pressure_mmhg - 1.313).abs() < 0.01,
-            "pressure {}",
-            s.pressure_mmhg
-        );
+        assert!((s.pressure_mmhg - 1.313).abs() < 0.01, "pressure {}", s.pressure_mmhg);
         assert_eq!(s.duty_applied, 500);
         let read = decode_signed(b.reg(reg::PRESSURE), 0.01).unwrap();
         assert!((read - s.pressure_mmhg).abs() < 0.1, "sensor {read}");
@@ -275,10 +226,7 @@ mod tests {
 
     #[test]
     fn pressure_holds_zero_with_valves_closed() {
-        let mut b = bench(InsufflatorModel {
-            leak_lpm: 1.0,
-            ..Default::default()
-        });
+        let mut b = bench(InsufflatorModel { leak_lpm: 1.0, ..Default::default() });
         b.write(reg::PWM_DUTY, 1000); // shut-off still closed
         b.run(2.0, true);
         let s = snap(&b);
@@ -294,10 +242,7 @@ mod tests {
         // tau = 60 * C / k = 7.5 s
         b.run(7.5, true);
         let p = snap(&b).pressure_mmhg;
-        assert!(
-            (p - 15.0 / std::f64::consts::E).abs() < 0.05,
-            "pressure {p}"
-        );
+        assert!((p - 15.0 / std::f64::consts::E).abs() < 0.05, "pressure {p}");
     }
 
     #[test]
@@ -305,29 +250,20 @@ mod tests {
         let mut b = bench(InsufflatorModel::default());
         b.sim.model_mut().inject_pressure(12.0);
         open_inflow(&mut b, 1000);
-        b.write(
-            reg::SAFETY_CMD,
-            safety_cmd::INHIBIT_INFLOW | safety_cmd::FORCE_VENT,
-        );
+        b.write(reg::SAFETY_CMD, safety_cmd::INHIBIT_INFLOW | safety_cmd::FORCE_VENT);
         b.run(1.0, true);
         let s = snap(&b);
         assert!(s.pressure_mmhg < 11.0, "pressure {}", s.pressure_mmhg);
         assert_eq!(s.duty_applied, 0);
         assert!(!s.shutoff_open && s.relief_open);
         let st = b.reg(reg::STATUS);
-        assert_eq!(
-            st & (status::SAFETY_INHIBIT | status::SAFETY_VENT | status::RELIEF_OPEN),
-            0b110100
-        );
+        assert_eq!(st & (status::SAFETY_INHIBIT | status::SAFETY_VENT | status::RELIEF_OPEN), 0b110100);
         assert_eq!(b.reg(reg::SAFETY_ECHO), 3);
     }
 
     #[test]
     fn leak_lowers_pressure_and_a_leak_step_fault_raises_it() {
-        let mut b = bench(InsufflatorModel {
-            leak_lpm: 1.5,
-            ..Default::default()
-        });
+        let mut b = bench(InsufflatorModel { leak_lpm: 1.5, ..Default::default() });
         b.sim.model_mut().inject_pressure(12.0);
         b.run(3.0, true);
         // 1.5 L/min / 15 L/mmHg/min = 0.1 mmHg/s above 5 mmHg
@@ -344,10 +280,7 @@ mod tests {
 
     #[test]
     fn supply_falls_as_gas_is_used_and_limits_flow_when_low() {
-        let model = InsufflatorModel {
-            supply_capacity_l: 10.0,
-            ..Default::default()
-        };
+        let model = InsufflatorModel { supply_capacity_l: 10.0, ..Default::default() };
         let mut b = bench(model);
         b.write(reg::RELIEF_VALVE, 1);
         open_inflow(&mut b, 1000);
@@ -358,12 +291,7 @@ mod tests {
         b.run(30.0, true);
         let s = snap(&b);
         assert!(s.supply_bar < 5.0, "supply {}", s.supply_bar);
-        assert!(
-            s.flow_lpm < 20.0 * s.supply_bar / 5.0 + 0.1,
-            "flow {} at {} bar",
-            s.flow_lpm,
-            s.supply_bar
-        );
+        assert!(s.flow_lpm < 20.0 * s.supply_bar / 5.0 + 0.1, "flow {} at {} bar", s.flow_lpm, s.supply_bar);
         b.sim.faults_mut().set(Fault::SupplyEmpty);
         b.run(0.5, true);
         assert!(snap(&b).flow_lpm < 1e-3);
@@ -397,10 +325,7 @@ mod tests {
         assert!(b.sim.failsafe());
         assert_eq!(snap(&b).pressure_mmhg, 0.0);
         b.beat();
-        assert!(
-            !b.sim.failsafe(),
-            "leaves fail-safe at the first heartbeat change"
-        );
+        assert!(!b.sim.failsafe(), "leaves fail-safe at the first heartbeat change");
         b.run(0.29, false);
         assert!(!b.sim.failsafe());
         b.run(0.02, false);
@@ -429,21 +354,14 @@ mod tests {
 
     #[test]
     fn sensor_faults_change_only_the_reported_pressure() {
-        let mut b = bench(InsufflatorModel {
-            pressure_noise_mmhg: 0.0,
-            ..Default::default()
-        });
+        let mut b = bench(InsufflatorModel { pressure_noise_mmhg: 0.0, ..Default::default() });
         b.sim.model_mut().inject_pressure(10.0);
         b.run(0.01, true);
         assert_eq!(b.reg(reg::PRESSURE), 1000);
-        b.sim
-            .faults_mut()
-            .set(Fault::SensorOffset(Channel::Pressure, 5.0));
+        b.sim.faults_mut().set(Fault::SensorOffset(Channel::Pressure, 5.0));
         b.run(0.001, true);
         assert_eq!(b.reg(reg::PRESSURE), 1500);
-        b.sim
-            .faults_mut()
-            .set(Fault::SensorStuck(Channel::Pressure));
+        b.sim.faults_mut().set(Fault::SensorStuck(Channel::Pressure));
         b.sim.model_mut().inject_pressure(3.0);
         let seq = b.reg(reg::SAMPLE_SEQ);
         b.run(0.01, true);
@@ -460,13 +378,7 @@ mod tests {
         let readings = |seed| {
             let mut b = Bench::new(
                 Device::Insufflator,
-                Insufflator::new(
-                    InsufflatorModel {
-                        pressure_noise_mmhg: 0.5,
-                        ..Default::default()
-                    },
-                    Rng::new(seed, 0),
-                ),
+                Insufflator::new(InsufflatorModel { pressure_noise_mmhg: 0.5, ..Default::default() }, Rng::new(seed, 0)),
             );
             b.sim.model_mut().inject_pressure(10.0);
             (0..50)

@@ -51,14 +51,7 @@ pub(crate) struct Light {
 impl Light {
     pub(crate) fn new(model: LightModel) -> Self {
         let (led_temp, tip_temp) = (model.ambient_c, model.tip_base_c);
-        Self {
-            model,
-            current: 0.0,
-            led_temp,
-            tip_temp,
-            drive_applied: 0,
-            seq: 0,
-        }
+        Self { model, current: 0.0, led_temp, tip_temp, drive_applied: 0, seq: 0 }
     }
 
     fn output_pct(&self) -> f64 {
@@ -77,12 +70,7 @@ impl Light {
         }
     }
 
-    pub(crate) fn snapshot(
-        &self,
-        table: &RegisterTable,
-        faults: &FaultSet,
-        failsafe: bool,
-    ) -> LightSnapshot {
+    pub(crate) fn snapshot(&self, table: &RegisterTable, faults: &FaultSet, failsafe: bool) -> LightSnapshot {
         LightSnapshot {
             current_ma: self.current,
             output_pct: self.output_pct(),
@@ -122,21 +110,12 @@ impl Model for Light {
         let m = &self.model;
         let enabled = table.get(reg::ENABLE) == 1 && !failsafe;
         let cap = table.get(reg::SAFETY_CAP).saturating_mul(10);
-        self.drive_applied = if enabled {
-            table.get(reg::DRIVE).min(cap)
-        } else {
-            0
-        };
+        self.drive_applied = if enabled { table.get(reg::DRIVE).min(cap) } else { 0 };
 
-        let target =
-            m.max_current_ma * (f64::from(self.drive_applied) / 1000.0).powf(DRIVE_EXPONENT);
+        let target = m.max_current_ma * (f64::from(self.drive_applied) / 1000.0).powf(DRIVE_EXPONENT);
         self.current += (target - self.current) * lag(dt, m.current_tau_ms / 1000.0);
 
-        let rise = if Self::fan_running(table, faults) {
-            m.rise_fan_on_c
-        } else {
-            m.rise_fan_off_c
-        };
+        let rise = if Self::fan_running(table, faults) { m.rise_fan_on_c } else { m.rise_fan_off_c };
         let led_target = m.ambient_c + self.current / m.max_current_ma * rise;
         self.led_temp += (led_target - self.led_temp) * lag(dt, m.thermal_tau_s);
 
@@ -145,37 +124,11 @@ impl Model for Light {
     }
 
     fn publish(&mut self, table: &mut RegisterTable, faults: &FaultSet, failsafe: bool) {
-        let word = |ch, value, addr, enc: fn(f64, f64) -> u16, scale| {
-            faults.sensor_word(ch, value, table.get(addr), |x| enc(x, scale))
-        };
-        let current = word(
-            Channel::LedCurrent,
-            self.current,
-            reg::LED_CURRENT,
-            encode_unsigned,
-            1.0,
-        );
-        let output = word(
-            Channel::Output,
-            self.output_pct(),
-            reg::OUTPUT,
-            encode_unsigned,
-            0.1,
-        );
-        let led_temp = word(
-            Channel::LedTemp,
-            self.led_temp,
-            reg::LED_TEMP,
-            encode_signed,
-            0.1,
-        );
-        let tip_temp = word(
-            Channel::TipTemp,
-            self.tip_temp,
-            reg::TIP_TEMP,
-            encode_signed,
-            0.1,
-        );
+        let word = |ch, value, addr, enc: fn(f64, f64) -> u16, scale| faults.sensor_word(ch, value, table.get(addr), |x| enc(x, scale));
+        let current = word(Channel::LedCurrent, self.current, reg::LED_CURRENT, encode_unsigned, 1.0);
+        let output = word(Channel::Output, self.output_pct(), reg::OUTPUT, encode_unsigned, 0.1);
+        let led_temp = word(Channel::LedTemp, self.led_temp, reg::LED_TEMP, encode_signed, 0.1);
+        let tip_temp = word(Channel::TipTemp, self.tip_temp, reg::TIP_TEMP, encode_signed, 0.1);
 
         let cap = table.get(reg::SAFETY_CAP);
         let bits = [
@@ -183,15 +136,9 @@ impl Model for Light {
             (Self::fan_running(table, faults), status::FAN_RUNNING),
             (self.drive_applied > 0, status::LED_ON),
             (failsafe, status::FAILSAFE),
-            (
-                table.get(reg::DRIVE) > cap.saturating_mul(10),
-                status::SAFETY_CAPPED,
-            ),
+            (table.get(reg::DRIVE) > cap.saturating_mul(10), status::SAFETY_CAPPED),
         ];
-        let status_word = bits
-            .iter()
-            .filter(|(on, _)| *on)
-            .fold(0, |acc, (_, b)| acc | b);
+        let status_word = bits.iter().filter(|(on, _)| *on).fold(0, |acc, (_, b)| acc | b);
 
         self.seq = self.seq.wrapping_add(1);
         table.set(reg::LED_CURRENT, current);
@@ -218,9 +165,7 @@ mod tests {
     }
 
     fn snap(b: &Bench<Light>) -> LightSnapshot {
-        b.sim
-            .model()
-            .snapshot(b.sim.table(), b.sim.faults(), b.sim.failsafe())
+        b.sim.model().snapshot(b.sim.table(), b.sim.faults(), b.sim.failsafe())
     }
 
     #[test]
@@ -231,21 +176,13 @@ mod tests {
         b.write(reg::DRIVE, 1000);
         b.run(0.1, true);
         let s = snap(&b);
-        assert!(
-            (s.current_ma - 1500.0).abs() < 1.0,
-            "current {}",
-            s.current_ma
-        );
+        assert!((s.current_ma - 1500.0).abs() < 1.0, "current {}", s.current_ma);
         assert!(s.led_on && s.fan_running && !s.failsafe);
         assert!(s.output_pct > 100.0, "output {}", s.output_pct);
         b.write(reg::DRIVE, 500);
         b.run(0.1, true);
         // 1500 * 0.5^1.1
-        assert!(
-            (snap(&b).current_ma - 699.8).abs() < 1.0,
-            "current {}",
-            snap(&b).current_ma
-        );
+        assert!((snap(&b).current_ma - 699.8).abs() < 1.0, "current {}", snap(&b).current_ma);
         assert_eq!(b.reg(reg::LED_CURRENT), 700);
         assert_eq!(b.reg(reg::DRIVE_APPLIED), 500);
     }

@@ -50,11 +50,7 @@ pub(crate) struct LinkStream<S> {
 
 impl<S> LinkStream<S> {
     pub(crate) fn new(inner: S, token: CancellationToken) -> Self {
-        Self {
-            inner,
-            cut: Box::pin(token.cancelled_owned()),
-            is_cut: false,
-        }
+        Self { inner, cut: Box::pin(token.cancelled_owned()), is_cut: false }
     }
 
     /// Has the link been cut? Registers `cx` to be woken when it is.
@@ -67,11 +63,7 @@ impl<S> LinkStream<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for LinkStream<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.poll_cut(cx) {
             return Poll::Ready(Ok(()));
@@ -81,11 +73,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for LinkStream<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for LinkStream<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.poll_cut(cx) {
             return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));

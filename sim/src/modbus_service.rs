@@ -80,11 +80,7 @@ impl Service for RtuBusService {
     type Future = BoxFuture<'static, Reply>;
 
     fn call(&self, req: Self::Request) -> Self::Future {
-        let dev = self
-            .units
-            .iter()
-            .find(|(unit, _)| *unit == req.slave)
-            .map(|(_, d)| Arc::clone(d));
+        let dev = self.units.iter().find(|(unit, _)| *unit == req.slave).map(|(_, d)| Arc::clone(d));
         Box::pin(async move {
             match dev {
                 Some(dev) => answer(dev, req.request).await,

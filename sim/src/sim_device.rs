@@ -74,15 +74,13 @@ impl<M: Model> SimDevice<M> {
 
     /// Publish a fresh sample now (after a state change made outside physics).
     pub(crate) fn publish_now(&mut self) {
-        self.model
-            .publish(&mut self.table, &self.faults, self.heartbeat.failsafe());
+        self.model.publish(&mut self.table, &self.faults, self.heartbeat.failsafe());
     }
 
     /// Apply a bus-master write of `values` at `addr`, all or nothing.
     fn write(&mut self, addr: u16, values: &[u16], max_qty: u16) -> Result<(), ExceptionCode> {
         let model = &self.model;
-        self.table
-            .check_write(addr, values, max_qty, |a, v| model.value_ok(a, v))?;
+        self.table.check_write(addr, values, max_qty, |a, v| model.value_ok(a, v))?;
         let before = self.table.clone();
         self.table.write(addr, values);
         let at = Instant::now();
@@ -109,14 +107,8 @@ impl<M: Model> DeviceCore for SimDevice<M> {
     fn handle(&mut self, request: &Request<'_>) -> Result<Response, ExceptionCode> {
         use Request as R;
         match request {
-            R::ReadHoldingRegisters(addr, qty) => self
-                .table
-                .read(*addr, *qty)
-                .map(Response::ReadHoldingRegisters),
-            R::ReadInputRegisters(addr, qty) => self
-                .table
-                .read(*addr, *qty)
-                .map(Response::ReadInputRegisters),
+            R::ReadHoldingRegisters(addr, qty) => self.table.read(*addr, *qty).map(Response::ReadHoldingRegisters),
+            R::ReadInputRegisters(addr, qty) => self.table.read(*addr, *qty).map(Response::ReadInputRegisters),
             R::WriteSingleRegister(addr, value) => {
                 self.write(*addr, &[*value], 1)?;
                 Ok(Response::WriteSingleRegister(*addr, *value))
@@ -130,9 +122,7 @@ impl<M: Model> DeviceCore for SimDevice<M> {
                 // Validate the read before writing: a rejected request changes nothing.
                 self.table.check_read(*read_addr, *read_qty)?;
                 self.write(*write_addr, values, MAX_RW_WRITE)?;
-                self.table
-                    .read(*read_addr, *read_qty)
-                    .map(Response::ReadWriteMultipleRegisters)
+                self.table.read(*read_addr, *read_qty).map(Response::ReadWriteMultipleRegisters)
             }
             _ => Err(ExceptionCode::IllegalFunction),
         }
@@ -176,11 +166,7 @@ pub(crate) type DynDevice = Shared<dyn DeviceCore>;
 
 impl<T> Shared<T> {
     pub(crate) fn new(device: Device, sim: T) -> Self {
-        Self {
-            device,
-            link: LinkGate::default(),
-            sim: Mutex::new(sim),
-        }
+        Self { device, link: LinkGate::default(), sim: Mutex::new(sim) }
     }
 }
 
@@ -230,10 +216,7 @@ pub(crate) mod bench {
     impl<M: Model> Bench<M> {
         /// A device at power-on with the default 300 ms heartbeat timeout.
         pub(crate) fn new(device: Device, model: M) -> Self {
-            Self {
-                sim: SimDevice::new(device, model, 0.3),
-                beat: 0,
-            }
+            Self { sim: SimDevice::new(device, model, 0.3), beat: 0 }
         }
 
         /// Bus-master FC06 write that must succeed.
@@ -242,9 +225,7 @@ pub(crate) mod bench {
         }
 
         pub(crate) fn try_write(&mut self, addr: u16, value: u16) -> Result<(), ExceptionCode> {
-            self.sim
-                .handle(&Request::WriteSingleRegister(addr, value))
-                .map(|_| ())
+            self.sim.handle(&Request::WriteSingleRegister(addr, value)).map(|_| ())
         }
 
         /// Change the HEARTBEAT word.
@@ -284,28 +265,18 @@ mod tests {
     use crate::rng::Rng;
 
     fn insufflator() -> Bench<Insufflator> {
-        Bench::new(
-            Device::Insufflator,
-            Insufflator::new(InsufflatorModel::default(), Rng::new(1, 0)),
-        )
+        Bench::new(Device::Insufflator, Insufflator::new(InsufflatorModel::default(), Rng::new(1, 0)))
     }
 
     #[test]
     fn writes_to_sensor_addresses_are_rejected_with_illegal_data_address() {
         let mut b = insufflator();
         for addr in 0..16 {
-            assert_eq!(
-                b.try_write(addr, 1),
-                Err(ExceptionCode::IllegalDataAddress),
-                "addr {addr}"
-            );
+            assert_eq!(b.try_write(addr, 1), Err(ExceptionCode::IllegalDataAddress), "addr {addr}");
         }
         let multi = Request::WriteMultipleRegisters(14, Cow::Owned(vec![0, 0, 0]));
         assert_eq!(b.sim.handle(&multi), Err(ExceptionCode::IllegalDataAddress));
-        assert_eq!(
-            b.try_write(TABLE_LEN, 0),
-            Err(ExceptionCode::IllegalDataAddress)
-        );
+        assert_eq!(b.try_write(TABLE_LEN, 0), Err(ExceptionCode::IllegalDataAddress));
         assert_eq!(b.try_write(reg::PWM_DUTY, 1000), Ok(()));
         assert_eq!(b.try_write(reg::HEARTBEAT, 7), Ok(()));
     }
@@ -313,44 +284,20 @@ mod tests {
     #[test]
     fn out_of_range_values_are_rejected_and_change_nothing() {
         let mut b = insufflator();
-        assert_eq!(
-            b.try_write(reg::PWM_DUTY, 1001),
-            Err(ExceptionCode::IllegalDataValue)
-        );
-        assert_eq!(
-            b.try_write(reg::SHUTOFF_VALVE, 2),
-            Err(ExceptionCode::IllegalDataValue)
-        );
-        assert_eq!(
-            b.try_write(reg::RELIEF_VALVE, 2),
-            Err(ExceptionCode::IllegalDataValue)
-        );
-        assert_eq!(
-            b.try_write(reg::SAFETY_CMD, 4),
-            Err(ExceptionCode::IllegalDataValue)
-        );
+        assert_eq!(b.try_write(reg::PWM_DUTY, 1001), Err(ExceptionCode::IllegalDataValue));
+        assert_eq!(b.try_write(reg::SHUTOFF_VALVE, 2), Err(ExceptionCode::IllegalDataValue));
+        assert_eq!(b.try_write(reg::RELIEF_VALVE, 2), Err(ExceptionCode::IllegalDataValue));
+        assert_eq!(b.try_write(reg::SAFETY_CMD, 4), Err(ExceptionCode::IllegalDataValue));
         // One bad value rejects the whole multi-register write.
         let multi = Request::WriteMultipleRegisters(reg::PWM_DUTY, Cow::Owned(vec![500, 1, 7]));
         assert_eq!(b.sim.handle(&multi), Err(ExceptionCode::IllegalDataValue));
         assert_eq!((b.reg(reg::PWM_DUTY), b.reg(reg::SHUTOFF_VALVE)), (0, 0));
 
         let mut l = Bench::new(Device::Light, Light::new(Default::default()));
-        assert_eq!(
-            l.try_write(light::DRIVE, 1001),
-            Err(ExceptionCode::IllegalDataValue)
-        );
-        assert_eq!(
-            l.try_write(light::FAN, 2),
-            Err(ExceptionCode::IllegalDataValue)
-        );
-        assert_eq!(
-            l.try_write(light::ENABLE, 2),
-            Err(ExceptionCode::IllegalDataValue)
-        );
-        assert_eq!(
-            l.try_write(light::SAFETY_CAP, 101),
-            Err(ExceptionCode::IllegalDataValue)
-        );
+        assert_eq!(l.try_write(light::DRIVE, 1001), Err(ExceptionCode::IllegalDataValue));
+        assert_eq!(l.try_write(light::FAN, 2), Err(ExceptionCode::IllegalDataValue));
+        assert_eq!(l.try_write(light::ENABLE, 2), Err(ExceptionCode::IllegalDataValue));
+        assert_eq!(l.try_write(light::SAFETY_CAP, 101), Err(ExceptionCode::IllegalDataValue));
         assert_eq!(l.try_write(light::SAFETY_CAP, 100), Ok(()));
     }
 
@@ -358,39 +305,21 @@ mod tests {
     fn fc03_and_fc04_read_the_same_table_and_fc23_writes_before_reading() {
         let mut b = insufflator();
         b.write(reg::PWM_DUTY, 250);
-        let holding = b
-            .sim
-            .handle(&Request::ReadHoldingRegisters(0, TABLE_LEN))
-            .unwrap();
-        let input = b
-            .sim
-            .handle(&Request::ReadInputRegisters(0, TABLE_LEN))
-            .unwrap();
-        let (Response::ReadHoldingRegisters(h), Response::ReadInputRegisters(i)) = (holding, input)
-        else {
+        let holding = b.sim.handle(&Request::ReadHoldingRegisters(0, TABLE_LEN)).unwrap();
+        let input = b.sim.handle(&Request::ReadInputRegisters(0, TABLE_LEN)).unwrap();
+        let (Response::ReadHoldingRegisters(h), Response::ReadInputRegisters(i)) = (holding, input) else {
             panic!("wrong response kinds");
         };
         assert_eq!(h, i);
         assert_eq!(h[usize::from(reg::PWM_DUTY)], 250);
 
-        let rw = Request::ReadWriteMultipleRegisters(
-            reg::PWM_DUTY,
-            3,
-            reg::PWM_DUTY,
-            Cow::Owned(vec![600, 1]),
-        );
-        assert_eq!(
-            b.sim.handle(&rw),
-            Ok(Response::ReadWriteMultipleRegisters(vec![600, 1, 0]))
-        );
+        let rw = Request::ReadWriteMultipleRegisters(reg::PWM_DUTY, 3, reg::PWM_DUTY, Cow::Owned(vec![600, 1]));
+        assert_eq!(b.sim.handle(&rw), Ok(Response::ReadWriteMultipleRegisters(vec![600, 1, 0])));
         // A bad read range rejects the request before anything is written.
         let rw = Request::ReadWriteMultipleRegisters(30, 5, reg::PWM_DUTY, Cow::Owned(vec![700]));
         assert_eq!(b.sim.handle(&rw), Err(ExceptionCode::IllegalDataAddress));
         assert_eq!(b.reg(reg::PWM_DUTY), 600);
-        assert_eq!(
-            b.sim.handle(&Request::ReadCoils(0, 1)),
-            Err(ExceptionCode::IllegalFunction)
-        );
+        assert_eq!(b.sim.handle(&Request::ReadCoils(0, 1)), Err(ExceptionCode::IllegalFunction));
     }
 
     #[test]

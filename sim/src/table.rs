@@ -105,22 +105,10 @@ mod tests {
     fn writes_to_sensor_words_are_rejected_whole() {
         let mut t = RegisterTable::default();
         let any = |_, _| true;
-        assert_eq!(
-            t.check_write(3, &[1], MAX_WRITE, any),
-            Err(ExceptionCode::IllegalDataAddress)
-        );
-        assert_eq!(
-            t.check_write(15, &[1, 1], MAX_WRITE, any),
-            Err(ExceptionCode::IllegalDataAddress)
-        );
-        assert_eq!(
-            t.check_write(31, &[1, 1], MAX_WRITE, any),
-            Err(ExceptionCode::IllegalDataAddress)
-        );
-        assert_eq!(
-            t.check_write(16, &[1, 2000], MAX_WRITE, |_, v| v <= 1000),
-            Err(ExceptionCode::IllegalDataValue)
-        );
+        assert_eq!(t.check_write(3, &[1], MAX_WRITE, any), Err(ExceptionCode::IllegalDataAddress));
+        assert_eq!(t.check_write(15, &[1, 1], MAX_WRITE, any), Err(ExceptionCode::IllegalDataAddress));
+        assert_eq!(t.check_write(31, &[1, 1], MAX_WRITE, any), Err(ExceptionCode::IllegalDataAddress));
+        assert_eq!(t.check_write(16, &[1, 2000], MAX_WRITE, |_, v| v <= 1000), Err(ExceptionCode::IllegalDataValue));
         assert_eq!(t.check_write(16, &[1, 2], MAX_WRITE, any), Ok(()));
         t.write(16, &[1, 2]);
         assert_eq!((t.get(16), t.get(17)), (1, 2));

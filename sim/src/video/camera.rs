@@ -34,13 +34,7 @@ impl Path {
             let omega = TAU * rng.range(0.03, 0.2);
             // Amplitude of the velocity term is speed * k, of the position term / omega.
             let k = rng.range(0.2, 0.5) * speed / omega;
-            Wave {
-                ax: k,
-                ay: k * rng.range(0.5, 1.0),
-                omega,
-                px: rng.range(0.0, TAU),
-                py: rng.range(0.0, TAU),
-            }
+            Wave { ax: k, ay: k * rng.range(0.5, 1.0), omega, px: rng.range(0.0, TAU), py: rng.range(0.0, TAU) }
         };
         let waves = [wave(), wave(), wave()];
         Self { origin, drift, waves }

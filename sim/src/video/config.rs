@@ -58,12 +58,7 @@ pub struct LesionConfig {
 
 impl Default for LesionConfig {
     fn default() -> Self {
-        Self {
-            max_visible: 2,
-            mean_gap_s: 3.0,
-            dwell_s: [3.0, 9.0],
-            size: [0.04, 0.15],
-        }
+        Self { max_visible: 2, mean_gap_s: 3.0, dwell_s: [3.0, 9.0], size: [0.04, 0.15] }
     }
 }
 
@@ -107,13 +102,7 @@ impl Default for EpisodeConfig {
 impl EpisodeConfig {
     /// No disturbances at all: every frame is `Clear`.
     pub fn none() -> Self {
-        Self {
-            motion_blur_per_min: 0.0,
-            freeze_per_min: 0.0,
-            black_per_min: 0.0,
-            dropout_per_min: 0.0,
-            ..Self::default()
-        }
+        Self { motion_blur_per_min: 0.0, freeze_per_min: 0.0, black_per_min: 0.0, dropout_per_min: 0.0, ..Self::default() }
     }
 }
 
@@ -159,10 +148,7 @@ impl SyntheticConfig {
 
         let l = &self.lesions;
         if l.max_visible > 2 {
-            return Err(bad(
-                "lesions.max_visible",
-                format!("must be within 0..=2, got {}", l.max_visible),
-            ));
+            return Err(bad("lesions.max_visible", format!("must be within 0..=2, got {}", l.max_visible)));
         }
         check("lesions.mean_gap_s", l.mean_gap_s, 0.05, 3600.0)?;
         check_range("lesions.dwell_s", l.dwell_s, 0.1, 600.0)?;
@@ -179,10 +165,7 @@ impl SyntheticConfig {
         check("episodes.dropout_per_min", e.dropout_per_min, 0.0, 60.0)?;
         let d = e.dropout_frames;
         if !(1..=60).contains(&d[0]) || !(1..=60).contains(&d[1]) || d[0] > d[1] {
-            return Err(bad(
-                "episodes.dropout_frames",
-                format!("must be 1 <= min <= max <= 60, got [{}, {}]", d[0], d[1]),
-            ));
+            return Err(bad("episodes.dropout_frames", format!("must be 1 <= min <= max <= 60, got [{}, {}]", d[0], d[1])));
         }
         Ok(())
     }

@@ -11,7 +11,11 @@ use super::random::VRng;
 pub(crate) enum Directive {
     Clear,
     /// Blur `px` pixels long along the unit direction (`dx`, `dy`).
-    Blur { px: f32, dx: f32, dy: f32 },
+    Blur {
+        px: f32,
+        dx: f32,
+        dy: f32,
+    },
     Freeze,
     Black,
     Dropout,
@@ -79,20 +83,14 @@ impl Episodes {
             None => {}
         }
         // The kind falling due first, if any is due.
-        let due = (0..KINDS)
-            .filter(|&k| self.next.get(k).is_some_and(|&n| n <= t))
-            .min_by(|&a, &b| self.next[a].total_cmp(&self.next[b]));
+        let due = (0..KINDS).filter(|&k| self.next.get(k).is_some_and(|&n| n <= t)).min_by(|&a, &b| self.next[a].total_cmp(&self.next[b]));
         let Some(kind) = due else { return Directive::Clear };
         let c = &self.cfg;
         let r = &mut self.rng;
         let (active, end) = match kind {
             0 => {
                 let a = r.range(0.0, std::f64::consts::PI);
-                let directive = Directive::Blur {
-                    px: r.range(c.blur_px[0], c.blur_px[1]) as f32,
-                    dx: a.cos() as f32,
-                    dy: a.sin() as f32,
-                };
+                let directive = Directive::Blur { px: r.range(c.blur_px[0], c.blur_px[1]) as f32, dx: a.cos() as f32, dy: a.sin() as f32 };
                 let until = t + r.range(c.motion_blur_s[0], c.motion_blur_s[1]);
                 (Active::Timed { directive, until }, until)
             }

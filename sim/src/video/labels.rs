@@ -84,13 +84,7 @@ pub enum Episode {
 
 impl Episode {
     /// Every episode, in index order.
-    pub const ALL: [Episode; 5] = [
-        Self::Clear,
-        Self::MotionBlur,
-        Self::Freeze,
-        Self::Black,
-        Self::Dropout,
-    ];
+    pub const ALL: [Episode; 5] = [Self::Clear, Self::MotionBlur, Self::Freeze, Self::Black, Self::Dropout];
 
     /// The snake_case name, as serialised.
     pub fn name(self) -> &'static str {

@@ -47,14 +47,7 @@ pub(crate) struct Lesions {
 
 impl Lesions {
     pub(crate) fn new(cfg: LesionConfig, w: usize, h: usize, rng: VRng) -> Self {
-        let mut me = Self {
-            cfg,
-            rng,
-            w: w as f64,
-            h: h as f64,
-            list: Vec::new(),
-            next_arrival: 0.0,
-        };
+        let mut me = Self { cfg, rng, w: w as f64, h: h as f64, list: Vec::new(), next_arrival: 0.0 };
         me.clear(0.0);
         me
     }
@@ -109,11 +102,7 @@ impl Lesions {
             }
         }
         // Gone once wholly off screen (after sliding in).
-        let keep: Vec<bool> = self
-            .list
-            .iter()
-            .map(|l| l.phase == Phase::Entering || !self.off_screen(l, cam))
-            .collect();
+        let keep: Vec<bool> = self.list.iter().map(|l| l.phase == Phase::Entering || !self.off_screen(l, cam)).collect();
         let mut k = keep.iter();
         self.list.retain(|_| k.next().copied().unwrap_or(false));
 
@@ -129,10 +118,7 @@ impl Lesions {
     /// field of view that keeps clear of the lesions already there.
     fn arrive(&mut self, t: f64, cam: (f64, f64), mucosa: [f32; 3]) {
         let (w, h) = (self.w, self.h);
-        let class = LesionClass::ALL
-            .get(self.rng.below(3) as usize)
-            .copied()
-            .unwrap_or(LesionClass::Adenoma);
+        let class = LesionClass::ALL.get(self.rng.below(3) as usize).copied().unwrap_or(LesionClass::Adenoma);
         let diameter = self.rng.range(self.cfg.size[0], self.cfg.size[1]) * h;
         let mut target = None;
         for _ in 0..8 {
@@ -187,13 +173,7 @@ impl Lesions {
             let x = (l.x - cam.0 - l.sprite.w as f64 / 2.0).round() as i64;
             let y = (l.y - cam.1 - l.sprite.h as f64 / 2.0).round() as i64;
             if let Some((x0, y0, x1, y1)) = l.sprite.blend(rgb, w, h, x, y, optics) {
-                truth.push(TruthBox {
-                    class: l.class,
-                    x0: x0 as f32,
-                    y0: y0 as f32,
-                    x1: x1 as f32,
-                    y1: y1 as f32,
-                });
+                truth.push(TruthBox { class: l.class, x0: x0 as f32, y0: y0 as f32, x1: x1 as f32, y1: y1 as f32 });
             }
         }
         truth

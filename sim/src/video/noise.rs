@@ -26,11 +26,7 @@ fn taps(len: usize, cells: usize) -> Vec<Tap> {
             let i = f.floor();
             let t = (f - i) as f32;
             let i0 = (i as usize) % cells;
-            Tap {
-                i0,
-                i1: (i0 + 1) % cells,
-                t: t * t * (3.0 - 2.0 * t),
-            }
+            Tap { i0, i1: (i0 + 1) % cells, t: t * t * (3.0 - 2.0 * t) }
         })
         .collect()
 }
@@ -84,12 +80,8 @@ mod tests {
         n.add_to(&mut f, 64, 48, 1.0, |x| x);
         assert!(f.iter().all(|v| (0.0..=1.0).contains(v)));
         // The wrap-around step is as smooth as an inner step.
-        let max_inner = (0..48)
-            .map(|y| (f[y * 64 + 31] - f[y * 64 + 32]).abs())
-            .fold(0.0f32, f32::max);
-        let max_wrap = (0..48)
-            .map(|y| (f[y * 64 + 63] - f[y * 64]).abs())
-            .fold(0.0f32, f32::max);
+        let max_inner = (0..48).map(|y| (f[y * 64 + 31] - f[y * 64 + 32]).abs()).fold(0.0f32, f32::max);
+        let max_wrap = (0..48).map(|y| (f[y * 64 + 63] - f[y * 64]).abs()).fold(0.0f32, f32::max);
         assert!(max_wrap < 0.25 && max_inner < 0.25, "{max_wrap} {max_inner}");
     }
 }

@@ -91,25 +91,29 @@ impl Optics {
     pub(crate) fn apply(&self, rgb: &mut [u8], lx: usize, ly: usize, depth: f32, seed: u64) {
         let (w, h) = (self.w, self.h);
         let (lx, ly) = (lx.min(w - 1), ly.min(h - 1));
+        // Lumen gain per darkness level (256 = unity).
         let mut lut = [0u16; 256];
         for (d, g) in lut.iter_mut().enumerate() {
             *g = (256.0 - depth.clamp(0.0, 1.0) * d as f32).round() as u16;
         }
+        let mut gain = vec![0u16; w];
+        let mut gain3 = vec![0u16; w * 3];
         for (y, row) in rgb.chunks_exact_mut(w * 3).take(h).enumerate() {
             let fov = self.fov.get(y * w..(y + 1) * w).unwrap_or(&[]);
             let start = (y + h - ly) * 2 * w + (w - lx);
             let lum = self.lumen.get(start..start + w).unwrap_or(&[]);
+            // Per pixel gain (<= 250), then plain u16 arithmetic on the whole
+            // row, which the compiler vectorises.
+            for ((g, &f), &l) in gain.iter_mut().zip(fov).zip(lum) {
+                *g = ((u32::from(f) * u32::from(lut[usize::from(l)])) >> 8) as u16;
+            }
+            for (g3, &g) in gain3.chunks_exact_mut(3).zip(&gain) {
+                g3.fill(g);
+            }
             let noise = self.noise_row(seed, y);
-            for (((px, &f), &l), n) in row
-                .chunks_exact_mut(3)
-                .zip(fov)
-                .zip(lum)
-                .zip(noise.chunks_exact(3))
-            {
-                let g = (u32::from(f) * u32::from(lut[usize::from(l)])) >> 8;
-                for c in 0..3 {
-                    px[c] = (((u32::from(px[c]) * g) >> 8) + u32::from(n[c])) as u8;
-                }
+            for ((p, &g), &n) in row.iter_mut().zip(&gain3).zip(noise) {
+                // (p * g) >> 8 <= 249, plus noise <= 4: never overflows.
+                *p = (((u16::from(*p) * g) >> 8) + u16::from(n)) as u8;
             }
         }
     }

@@ -44,10 +44,7 @@ struct Outline {
 
 impl Outline {
     fn new(ks: &[u32], amp: [f32; 2], rng: &mut VRng) -> Self {
-        let harmonics = ks
-            .iter()
-            .map(|&k| (k as f32, rng.range32(amp[0], amp[1]), rng.range32(0.0, TAU)))
-            .collect();
+        let harmonics = ks.iter().map(|&k| (k as f32, rng.range32(amp[0], amp[1]), rng.range32(0.0, TAU))).collect();
         Self { harmonics }
     }
 

@@ -8,7 +8,7 @@
 //! are noise only, dropouts return `None`. The scene (site, camera, lesions)
 //! advances with video time whatever the frame's fate.
 
-use super::blur::motion_blur;
+use super::blur::{motion_blur, BlurScratch};
 use super::camera::Camera;
 use super::config::SyntheticConfig;
 use super::episodes::{Directive, Episodes};
@@ -37,6 +37,7 @@ pub struct SyntheticSource {
     lesions: Lesions,
     episodes: Episodes,
     pool: BufferPool,
+    blur: BlurScratch,
     index: u64,
     last: Option<SyntheticFrame>,
 }
@@ -76,16 +77,14 @@ impl SyntheticSource {
             .collect();
         let optics = Optics::new(w, h, &mut VRng::new(cfg.seed, stream::NOISE));
         let mut scene_rng = VRng::new(cfg.seed, stream::SCENE);
-        let site = Site::ALL
-            .get(scene_rng.below(3) as usize)
-            .copied()
-            .unwrap_or(Site::Colon);
+        let site = Site::ALL.get(scene_rng.below(3) as usize).copied().unwrap_or(Site::Colon);
         let site_until = scene_rng.range(cfg.site_dwell_s[0], cfg.site_dwell_s[1]);
         let camera = Camera::new(0.0, tex_size, (w, h), cfg.pan_speed, &mut scene_rng);
         let lesions = Lesions::new(cfg.lesions.clone(), w, h, VRng::new(cfg.seed, stream::LESIONS));
         let episodes = Episodes::new(cfg.episodes.clone(), VRng::new(cfg.seed, stream::EPISODES));
         Ok(Self {
             pool: BufferPool::new(w * h * 3),
+            blur: BlurScratch::default(),
             cfg,
             w,
             h,
@@ -152,13 +151,7 @@ impl SyntheticSource {
         let directive = self.episodes.at(t);
         match (directive, &self.last) {
             (Directive::Dropout, _) => return None,
-            (Directive::Freeze, Some(last)) => {
-                return Some(SyntheticFrame {
-                    index,
-                    episode: Episode::Freeze,
-                    ..last.clone()
-                })
-            }
+            (Directive::Freeze, Some(last)) => return Some(SyntheticFrame { index, episode: Episode::Freeze, ..last.clone() }),
             _ => {}
         }
 
@@ -177,7 +170,7 @@ impl SyntheticSource {
             self.optics.apply(&mut buf, lx, ly, look.lumen, seed);
             match directive {
                 Directive::Blur { px, dx, dy } => {
-                    motion_blur(&mut buf, w, h, dx, dy, px);
+                    motion_blur(&mut buf, &mut self.blur, w, h, dx, dy, px);
                     (truth, Episode::MotionBlur, px)
                 }
                 _ => (truth, Episode::Clear, 0.0),

@@ -203,10 +203,7 @@ impl Texture {
             let mut tx = x;
             while done < ow {
                 let n = (self.w - tx).min(ow - done);
-                if let (Some(d), Some(s)) = (
-                    row.get_mut(done * 3..(done + n) * 3),
-                    self.rgb.get(src + tx * 3..src + (tx + n) * 3),
-                ) {
+                if let (Some(d), Some(s)) = (row.get_mut(done * 3..(done + n) * 3), self.rgb.get(src + tx * 3..src + (tx + n) * 3)) {
                     d.copy_from_slice(s);
                 }
                 done += n;

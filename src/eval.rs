@@ -50,7 +50,8 @@ pub fn detector(cfg: &TowerConfig, frames: usize, seed: u64, stride: usize) -> R
     let mut model = Model::open(Path::new(&inf.detector_model), inf.threads)?;
     let c = &inf.detector;
     let (width, height) = match &cfg.video.source {
-        crate::video_config::SourceConfig::Synthetic { width, height, .. } => (*width, *height),
+        crate::video_config::SourceConfig::Synthetic { width, height, .. }
+        | crate::video_config::SourceConfig::V4l2 { width, height, .. } => (*width, *height),
         crate::video_config::SourceConfig::Y4m { .. } => (1280, 720),
     };
     let mut source =

@@ -7,6 +7,8 @@
 //! - [`video_config`]: the `[video]` section (source, analysis, inference).
 //! - [`video_source`]: builds the frame source from config.
 //! - [`y4m`]: raw YUV4MPEG2 video files, read and written.
+//! - [`ycbcr`]: BT.601 YCbCr to RGB (Y4M, V4L2 YUYV).
+//! - `v4l2_source` (feature `v4l2`): live capture from a V4L2 device.
 //! - [`tower`]: starting, inspecting and stopping a running tower.
 //! - [`logging`]: tracing-subscriber set-up (human or JSON, `RUST_LOG`).
 //! - [`cli`]: the `endotower` command line.
@@ -22,6 +24,9 @@ pub mod logging;
 pub mod tower;
 pub mod tower_config;
 pub mod tree;
+#[cfg(feature = "v4l2")]
+pub mod v4l2_source;
 pub mod video_config;
 pub mod video_source;
 pub mod y4m;
+pub mod ycbcr;

@@ -18,6 +18,8 @@ pub enum SourceConfig {
         #[serde(default)]
         looped: bool,
     },
+    /// A V4L2 capture device (needs the `v4l2` cargo feature); YUYV 4:2:2.
+    V4l2 { device: String, width: u32, height: u32, fps: f64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +45,21 @@ impl VideoConfig {
                 if file.is_empty() {
                     return Err(ConfigError::new(format!("{path}.source.path"), "\"\"", "a .y4m file path"));
                 }
+            }
+            SourceConfig::V4l2 { device, width, height, fps } => {
+                if !cfg!(feature = "v4l2") {
+                    return Err(ConfigError::new(
+                        format!("{path}.source.kind"),
+                        "\"v4l2\"",
+                        "a source this build has: endotower was built without the `v4l2` feature (cargo build --release --features v4l2)",
+                    ));
+                }
+                if device.is_empty() {
+                    return Err(ConfigError::new(format!("{path}.source.device"), "\"\"", "a V4L2 device path such as /dev/video0"));
+                }
+                check_int(&format!("{path}.source.width"), u64::from(*width), 64, 3840, "px")?;
+                check_int(&format!("{path}.source.height"), u64::from(*height), 64, 2160, "px")?;
+                check_range(&format!("{path}.source.fps"), *fps, 1.0, 240.0, "Hz")?;
             }
         }
         self.analysis.validate(&format!("{path}.analysis"))?;

@@ -1,5 +1,6 @@
 //! Builds the capture stage's frame source from the `[video.source]` config:
-//! adapters from the simulator crate's sources to the actors' `FrameSource`.
+//! adapters from the simulator crate's sources, the Y4M reader and (feature
+//! `v4l2`) V4L2 capture to the actors' `FrameSource`.
 
 use crate::video_config::SourceConfig;
 use crate::y4m::Y4mReader;
@@ -57,6 +58,15 @@ pub fn factory(cfg: &SourceConfig) -> SourceFactory {
                 let reader = Y4mReader::open(path).map_err(|e| SourceError { source_name: path.clone(), message: e.to_string() })?;
                 Ok(Box::new(Y4m { path: path.clone(), reader, looped: *looped }))
             }
+            #[cfg(feature = "v4l2")]
+            SourceConfig::V4l2 { device, width, height, fps } => {
+                Ok(Box::new(crate::v4l2_source::V4l2Source::open(device, *width, *height, *fps)?))
+            }
+            #[cfg(not(feature = "v4l2"))]
+            SourceConfig::V4l2 { device, .. } => Err(SourceError {
+                source_name: device.clone(),
+                message: "endotower was built without the `v4l2` feature (cargo build --release --features v4l2)".into(),
+            }),
         }
     })
 }

@@ -4,6 +4,7 @@
 //! limited-range coefficients. Malformed input gives an error naming the
 //! byte offset and what was expected; nothing panics on garbage.
 
+use crate::ycbcr::to_rgb;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
@@ -36,14 +37,6 @@ pub struct Y4mReader<R> {
 
 fn fmt(offset: u64, message: impl Into<String>) -> Y4mError {
     Y4mError::Format { offset, message: message.into() }
-}
-
-/// BT.601 limited range YCbCr -> RGB.
-fn to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
-    let c = (i32::from(y) - 16) * 298;
-    let (d, e) = (i32::from(cb) - 128, i32::from(cr) - 128);
-    let clamp = |v: i32| ((v + 128) >> 8).clamp(0, 255) as u8;
-    [clamp(c + 409 * e), clamp(c - 100 * d - 208 * e), clamp(c + 516 * d)]
 }
 
 impl Y4mReader<std::fs::File> {

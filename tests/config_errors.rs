@@ -65,3 +65,17 @@ fn missing_config_file_is_a_clear_error_not_a_panic() {
     assert!(out.contains("/nonexistent/tower.toml") && out.contains("no such file"), "{out}");
     assert!(!out.contains("panicked"), "{out}");
 }
+
+#[cfg(not(feature = "v4l2"))]
+#[test]
+fn a_v4l2_source_in_a_build_without_the_feature_says_how_to_get_it() {
+    let p = write_conf(
+        "v4l2",
+        "kind = \"synthetic\", width = 1280, height = 720, fps = 60.0, seed = 1",
+        "kind = \"v4l2\", device = \"/dev/video0\", width = 1280, height = 720, fps = 60.0",
+    );
+    let (ok, out) = endotower(&["check-config", p.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(out.contains("`video.source.kind`") && out.contains("--features v4l2"), "{out}");
+    let _ = std::fs::remove_file(p);
+}

@@ -22,6 +22,13 @@
 //! - [`interlocks`]: pure interlock logic with hazard ids.
 //! - [`safety_island`]: the absolute-deadline read -> update -> write loop.
 //! - [`safety_actor`]: the supervised watchdog that owns no gap.
+//! - [`thread_priority`]: SCHED_FIFO for safety and display, nice for inference.
+//!
+//! Video path (capture, display sink, analysis, ONNX inference, archive)
+//! - [`video`]: its own module map and graph.
+//!
+//! Test support
+//! - `tiny_fs` (tests only): run a test body on a tiny tmpfs (disk full).
 
 pub mod camera;
 pub mod commands;
@@ -41,4 +48,7 @@ pub mod safety_island;
 pub mod setpoints;
 pub mod status_reporter;
 pub mod supervisor;
+pub mod thread_priority;
+#[cfg(test)]
+mod tiny_fs;
 pub mod video;

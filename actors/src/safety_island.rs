@@ -251,20 +251,6 @@ impl Loop {
     }
 }
 
-fn try_realtime() {
-    // Best effort: a smaller timer slack and SCHED_FIFO where permitted.
-    // SAFETY: plain syscalls on the calling thread with valid arguments.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0);
-        let param = libc::sched_param { sched_priority: 50 };
-        if libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) != 0 {
-            tracing::warn!("safety island: SCHED_FIFO not permitted ({}); running at normal priority", std::io::Error::last_os_error());
-        } else {
-            tracing::info!("safety island: running with SCHED_FIFO priority 50");
-        }
-    }
-}
-
 fn forward_trips(rx: Receiver<Trip>, events: EventBus) {
     for t in rx {
         let sev = match t.hazard {
@@ -321,7 +307,7 @@ impl SafetyIsland {
                 }
             };
             if cfg.realtime_priority {
-                try_realtime();
+                crate::thread_priority::make_realtime(ISLAND_THREAD, crate::thread_priority::SAFETY_PRIORITY);
             }
             let mut lp = Loop::new(cfg, setpoints, stats2.clone(), hooks2, tx);
             let mut next = Instant::now();

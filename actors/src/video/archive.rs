@@ -112,7 +112,11 @@ pub fn write_still(dir: &Path, exam: &ExamInfo, frame: &FrameRef, detections: Op
     };
     let json = serde_json::to_vec_pretty(&sidecar)
         .map_err(|e| ArchiveError { path: png_path.display().to_string(), source: std::io::Error::other(e) })?;
-    write_atomic(&dir.join(format!("{stem}.json")), |f| f.write_all(&json))?;
+    if let Err(e) = write_atomic(&dir.join(format!("{stem}.json")), |f| f.write_all(&json)) {
+        // No still without its sidecar: the retry writes both again.
+        let _ = std::fs::remove_file(&png_path);
+        return Err(e);
+    }
     Ok(png_path)
 }
 
@@ -271,6 +275,76 @@ mod tests {
         assert_eq!(json["detections"][0]["class_name"], "adenoma");
         assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().path().to_string_lossy().ends_with(".tmp")));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A 640 x 480 frame of noise: its PNG (~900 KB) cannot fit in 64 KiB.
+    fn noise_frame(seq: u64) -> FrameRef {
+        let mut x = 0x2545_f491_u32;
+        let px: Vec<u8> = (0..640 * 480 * 3)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        Arc::new(Frame::new(seq, Instant::now(), 640, 480, PixelFormat::Rgb8, Arc::new(px)).unwrap())
+    }
+
+    async fn next_event(
+        rx: &mut broadcast::Receiver<crate::events::Event>,
+        want: impl Fn(&crate::events::Event) -> bool,
+    ) -> crate::events::Event {
+        let wait = async {
+            loop {
+                match rx.recv().await {
+                    Ok(e) if want(&e) => return e,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => panic!("event bus closed"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait).await.expect("event never came")
+    }
+
+    #[test]
+    fn a_full_disk_raises_archive_failed_and_the_still_is_written_when_space_returns() {
+        let name = "video::archive::tests::a_full_disk_raises_archive_failed_and_the_still_is_written_when_space_returns";
+        crate::tiny_fs::on_tiny_fs(name, 64, |dir| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let events = EventBus::new(64);
+                let mut rx = events.subscribe();
+                let (_exam_tx, exam) = watch::channel(ExamInfo { number: "E-9".into(), sex: "M".into(), age: 50 });
+                let (_pick_tx, picks) = broadcast::channel(4);
+                let (_res_tx, results) = watch::channel(None);
+                let cfg = ArchiveConfig { dir: dir.display().to_string(), result_wait_ms: 0, max_pending: 4 };
+                let args = ArchiveArgs { cfg, exam, picks, results, events: events.clone() };
+                let (actor, handle) = Actor::spawn(None, ArchiveActor, args).await.unwrap();
+                actor.cast(ArchiveMsg::Pedal(noise_frame(7))).unwrap();
+
+                let failed = next_event(&mut rx, |e| e.code == "ARCHIVE_FAILED").await;
+                assert_eq!(failed.kind, EventKind::AlarmRaised);
+                assert!(failed.message.contains("No space left on device"), "{}", failed.message);
+                assert!(failed.message.contains(&dir.display().to_string()), "the alarm names the path: {}", failed.message);
+                assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0, "no partial or temporary file is left behind");
+
+                // Space comes back: the kept still is written by the next retry.
+                let grown = std::process::Command::new("mount").args(["-o", "remount,size=16m"]).arg(dir).status().unwrap();
+                assert!(grown.success());
+                let captured = next_event(&mut rx, |e| e.code == "CAPTURED").await;
+                assert!(captured.message.contains("E-9-") && captured.message.contains("frame7.png"), "{}", captured.message);
+                assert!(!events.is_active("archive", "ARCHIVE_FAILED"), "the alarm clears once the still is written");
+                let png = captured.message.trim_start_matches("still archived: ");
+                let reader = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap())).read_info().unwrap();
+                assert_eq!((reader.info().width, reader.info().height), (640, 480));
+                let json: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(Path::new(png).with_extension("json")).unwrap()).unwrap();
+                assert_eq!(json["frame_seq"], 7);
+                actor.stop(None);
+                handle.await.unwrap();
+            });
+        });
     }
 
     #[test]

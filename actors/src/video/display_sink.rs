@@ -37,6 +37,7 @@ impl DisplaySink {
         let (st, sp) = (stats.clone(), stop.clone());
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
         let thread = std::thread::Builder::new().name("display".into()).spawn(move || {
+            crate::thread_priority::make_realtime("display", crate::thread_priority::DISPLAY_PRIORITY);
             let mut last_shown: Option<Instant> = None;
             while !sp.load(Ordering::Acquire) {
                 // Wake at least every 50 ms to notice `stop`.

@@ -167,6 +167,8 @@ impl Actor for InferenceActor {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (cfg, hooks) = (a.cfg.clone(), a.hooks.clone());
         std::thread::Builder::new().name("inference".into()).spawn(move || {
+            // ONNX Runtime's own threads are created below and inherit this.
+            crate::thread_priority::make_background("inference", crate::thread_priority::INFERENCE_NICE);
             let opened = load_runtime(&PathBuf::from(&cfg.runtime_library))
                 .and_then(|()| Model::open(&PathBuf::from(&cfg.detector_model), cfg.threads));
             match opened {

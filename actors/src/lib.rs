@@ -27,6 +27,9 @@
 //! Video path (capture, display sink, analysis, ONNX inference, archive)
 //! - [`video`]: its own module map and graph.
 //!
+//! Display (the surgeon's monitor)
+//! - [`display`]: overlay model, layout, CPU and wgpu compositors, golden images.
+//!
 //! Test support
 //! - `tiny_fs` (tests only): run a test body on a tiny tmpfs (disk full).
 
@@ -35,6 +38,7 @@ pub mod commands;
 pub mod config;
 pub mod device_actor;
 pub mod device_status;
+pub mod display;
 pub mod events;
 pub mod insufflator;
 pub mod interlocks;

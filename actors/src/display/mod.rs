@@ -1,0 +1,25 @@
+//! The surgeon's monitor: the live picture with the AI results, the exam
+//! info, every device's status and the alarms.
+//!
+//! - [`overlay`]: the overlay model, plain data built from the tower's state.
+//! - [`scene`]: its layout on a frame (rectangles and text runs).
+//! - [`font`]: the vendored font; [`text_cache`]: shaped text kept between frames.
+//! - [`cpu`]: the CPU compositor; [`gpu`]: the wgpu compositor (offscreen or
+//!   window), drawing the same scene.
+//! - [`golden`]: image comparison for golden-image tests.
+
+pub mod cpu;
+pub mod font;
+pub mod golden;
+pub mod gpu;
+pub mod overlay;
+pub mod scene;
+pub mod text_cache;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DisplayError {
+    #[error("frame is {}x{} but the scene was laid out for {}x{}", .frame.0, .frame.1, .scene.0, .scene.1)]
+    FrameMismatch { frame: (u32, u32), scene: (u32, u32) },
+    #[error("wgpu: {0}")]
+    Gpu(String),
+}

@@ -47,7 +47,17 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Run a benchmark: interlock, video, annotation, restart.
+    /// Run the tower headless and write one composed frame as a PNG.
+    Snapshot {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Seconds after start-up.
+        #[arg(long, default_value_t = 3.0)]
+        at: f64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run a benchmark: interlock, video, annotation, restart, display.
     Bench {
         name: String,
         /// A shorter run (under 60 s).
@@ -169,7 +179,8 @@ fn bench_cmd(name: &str, quick: bool, json: bool, config: PathBuf) -> Result<()>
         "video" => bench::video::video(cfg, quick)?,
         "annotation" => bench::video::annotation(cfg, quick)?,
         "restart" => bench::video::restart(cfg, quick)?,
-        other => bail!("unknown benchmark {other:?}; available: interlock, video, annotation, restart"),
+        "display" => bench::display::display(cfg, quick)?,
+        other => bail!("unknown benchmark {other:?}; available: interlock, video, annotation, restart, display"),
     };
     report.print(json);
     Ok(())
@@ -188,6 +199,11 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Sim { config } => rt.block_on(sim(config)),
         Cmd::Bench { name, quick, json, config } => bench_cmd(&name, quick, json, config),
+        Cmd::Snapshot { config, at, out } => {
+            let s = rt.block_on(crate::snapshot::take(load(&config)?, at, &out))?;
+            println!("{}: frame {} ({}x{}, {} compositor)", out.display(), s.seq, s.width, s.height, s.renderer);
+            Ok(())
+        }
         Cmd::Registers => {
             print!("{}", endotower_actors::registers::markdown());
             Ok(())

@@ -14,6 +14,7 @@
 //! - [`cli`]: the `endotower` command line.
 //! - [`bench`]: `endotower bench <NAME> [--quick] [--json]`.
 //! - [`dataset`]: `endotower dataset`, training data from the synthetic source.
+//! - [`snapshot`]: `endotower snapshot`, one composed frame as a PNG.
 //! - [`eval`]: `endotower eval detector`, accuracy on a held-out synthetic set.
 
 pub mod bench;
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod dataset;
 pub mod eval;
 pub mod logging;
+pub mod snapshot;
 pub mod tower;
 pub mod tower_config;
 pub mod tree;

@@ -25,6 +25,8 @@ use endotower_actors::camera::CameraControl;
 use endotower_actors::commands::{CommandActor, CommandArgs};
 use endotower_actors::device_actor::{DeviceActor, DeviceArgs, DeviceControl};
 use endotower_actors::device_status::DeviceChannels;
+use endotower_actors::display::config::RendererChoice;
+use endotower_actors::display::overlay_source::OverlaySource;
 use endotower_actors::events::{EventBus, Severity};
 use endotower_actors::insufflator::InsufflatorControl;
 use endotower_actors::light::LightControl;
@@ -37,7 +39,7 @@ use endotower_actors::video::analysis::{AnalysisActor, AnalysisArgs};
 use endotower_actors::video::archive::{ArchiveActor, ArchiveArgs};
 use endotower_actors::video::capture::{CaptureActor, CaptureArgs, SourceFactory};
 use endotower_actors::video::channels::VideoChannels;
-use endotower_actors::video::display_sink::{DisplayActor, DisplayArgs};
+use endotower_actors::video::display_sink::{DisplayActor, DisplayArgs, OverlayFeed};
 use endotower_actors::video::inference::{InferenceActor, InferenceArgs};
 use ractor::Actor;
 use std::sync::Arc;
@@ -213,7 +215,22 @@ fn video_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
                 (CaptureActor, args)
             }),
             child(ctx, "display", &p.display, |c, liveness| {
-                let args = DisplayArgs { frames: c.video.frames.subscribe(), stats: c.video.display.clone(), liveness };
+                let (v, inf) = (&c.cfg.video, &c.cfg.video.inference);
+                let overlay = (v.display.renderer != RendererChoice::None).then(|| OverlayFeed {
+                    cfg: v.display.clone(),
+                    source: OverlaySource {
+                        devices: c.channels.clone(),
+                        video: c.video.clone(),
+                        events: c.events.clone(),
+                        setpoints: c.setpoints.clone(),
+                        class_names: inf.detector.classes.clone(),
+                        high_risk_classes: inf.high_risk_classes.clone(),
+                        high_risk_threshold: inf.high_risk_threshold,
+                        max_result_age: Duration::from_millis(v.analysis.max_result_age_ms),
+                    },
+                    composed: c.video.composed.clone(),
+                });
+                let args = DisplayArgs { frames: c.video.frames.subscribe(), stats: c.video.display.clone(), liveness, overlay };
                 (DisplayActor, args)
             }),
             supervisor_child("analysis", &p.analysis, Arc::new(move || analysis_spec(&analysis_ctx))),

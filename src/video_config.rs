@@ -1,6 +1,7 @@
 //! The `[video]` section: source, analysis and inference.
 
 use endotower_actors::config::{check_int, check_range, ConfigError};
+use endotower_actors::display::config::DisplayConfig;
 use endotower_actors::video::analysis::AnalysisConfig;
 use endotower_actors::video::archive::{ArchiveConfig, ExamInfo};
 use endotower_actors::video::inference::InferenceConfig;
@@ -31,6 +32,8 @@ pub struct VideoConfig {
     pub inference: InferenceConfig,
     pub exam: ExamInfo,
     pub archive: ArchiveConfig,
+    #[serde(default)]
+    pub display: DisplayConfig,
 }
 
 impl VideoConfig {
@@ -69,6 +72,7 @@ impl VideoConfig {
         }
         check_int(&format!("{path}.archive.result_wait_ms"), self.archive.result_wait_ms, 0, 60_000, "ms")?;
         check_int(&format!("{path}.archive.max_pending"), self.archive.max_pending as u64, 1, 10_000, "stills")?;
+        self.display.validate(&format!("{path}.display"))?;
         self.inference.validate(&format!("{path}.inference"))
     }
 }

@@ -9,7 +9,6 @@
 //! rectangles equals the camera pixel, on both renderers), and proof that the
 //! comparison catches a painted change.
 
-use endotower_actors::device_status::{CameraStatus, InsufflatorStatus, LightStatus, PedalStatus};
 use endotower_actors::display::cpu::CpuCompositor;
 use endotower_actors::display::golden::{compare, read_png, write_png};
 use endotower_actors::display::gpu::GpuCompositor;
@@ -17,11 +16,8 @@ use endotower_actors::display::overlay::{Overlay, OverlayInputs};
 use endotower_actors::display::scene::{layout, Scene};
 use endotower_actors::events::{Event, EventKind, Severity};
 use endotower_actors::link::LinkState;
-use endotower_actors::video::ai_state::{AiResult, AiStatus};
-use endotower_actors::video::archive::ExamInfo;
-use endotower_actors::video::detection::Detection;
+use endotower_actors::video::ai_state::AiStatus;
 use endotower_actors::video::frame::{Frame, PixelFormat};
-use endotower_actors::video::selector::Reason;
 use endotower_sim::video::{SyntheticConfig, SyntheticSource};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -49,53 +45,9 @@ fn alarm(seq: u64, severity: Severity, code: &str, message: &str) -> (Event, boo
     (e, false)
 }
 
-fn det(class: usize, name: &str, score: f32, probs: [f32; 3], b: [f32; 4]) -> Detection {
-    Detection { class, class_name: name.into(), score, probabilities: probs.to_vec(), x0: b[0], y0: b[1], x1: b[2], y1: b[3] }
-}
-
 /// A tower in normal operation, AI online with two detections.
 fn normal() -> OverlayInputs {
-    let now = Instant::now();
-    OverlayInputs {
-        insufflator: InsufflatorStatus {
-            link: LinkState::Connected,
-            set_pressure_mmhg: 12.0,
-            set_flow_lpm: 20.0,
-            pressure_mmhg: Some(11.9),
-            flow_lpm: Some(3.2),
-            supply_bar: Some(48.0),
-            ..InsufflatorStatus::default()
-        },
-        light: LightStatus {
-            link: LinkState::Connected,
-            set_intensity_pct: 80.0,
-            led_temp_c: Some(45.2),
-            tip_temp_c: Some(38.1),
-            fan_on: true,
-            ..LightStatus::default()
-        },
-        camera: CameraStatus { link: LinkState::Connected, ..CameraStatus::default() },
-        pedal: PedalStatus { link: LinkState::Connected, ..PedalStatus::default() },
-        ai: Some(AiStatus::Online),
-        result: Some(AiResult {
-            frame_seq: 12,
-            reason: Reason::Auto,
-            captured_at: now,
-            finished_at: now,
-            detections: vec![
-                det(0, "adenoma", 0.91, [0.91, 0.06, 0.03], [300.0, 150.0, 360.0, 200.0]),
-                det(2, "ulcer", 0.77, [0.10, 0.13, 0.77], [120.0, 220.0, 170.0, 262.0]),
-            ],
-            high_risk: true,
-        }),
-        class_names: vec!["adenoma".into(), "hyperplastic".into(), "ulcer".into()],
-        high_risk_classes: vec!["adenoma".into()],
-        high_risk_threshold: 0.5,
-        exam: ExamInfo { number: "E-2026-0117".into(), sex: "F".into(), age: 61 },
-        alarms: vec![],
-        enhancement: None,
-        safe_state: false,
-    }
+    endotower_actors::display::sample::normal_inputs(W, H)
 }
 
 /// (golden file name, inputs, time in ms for the flash phase)

@@ -3,6 +3,7 @@
 //! `p99` and `max`; `--quick` finishes in under 60 s. Timing lives here, never
 //! in pass/fail tests.
 
+pub mod display;
 pub mod interlock;
 pub mod video;
 

@@ -1,7 +1,8 @@
 //! Video benchmarks, run on a whole tower with the synthetic source:
 //! - `video`: pass-through delay the pipeline adds, from the capture stamp to
-//!   the display sink taking the frame, at 720p60 and 1080p30, with the AI
-//!   running and with it crashing every few results;
+//!   the display sink taking the frame (no compositing: `bench display` adds
+//!   it), at 720p60 and 1080p30, with the AI running and with it crashing
+//!   every few results;
 //! - `annotation`: capture stamp to result available, and inference rate;
 //! - `restart`: inference actor panic to "AI online" again.
 
@@ -10,13 +11,16 @@ use crate::tower::Tower;
 use crate::tower_config::TowerConfig;
 use crate::video_config::SourceConfig;
 use anyhow::{Context, Result};
+use endotower_actors::display::config::RendererChoice;
 use endotower_actors::video::ai_state::AiStatus;
 use endotower_actors::video::inference::InferenceMsg;
 use std::time::{Duration, Instant};
 
-fn with_source(cfg: &TowerConfig, width: u32, height: u32, fps: f64) -> TowerConfig {
+/// `cfg` with the synthetic source at this size and rate and this renderer.
+pub(super) fn with_source(cfg: &TowerConfig, width: u32, height: u32, fps: f64, renderer: RendererChoice) -> TowerConfig {
     let mut c = cfg.clone();
     c.video.enabled = true;
+    c.video.display.renderer = renderer;
     c.video.source = SourceConfig::Synthetic { width, height, fps, seed: 1 };
     c.tower.status_interval_ms = 3_600_000;
     c
@@ -34,7 +38,7 @@ async fn wait_online(t: &Tower, limit: Duration) -> bool {
 }
 
 /// Run one configuration; returns display delays (us), frames shown and skipped.
-async fn pass_through(cfg: TowerConfig, secs: f64, crash_every: Option<usize>) -> Result<(Vec<f64>, u64, u64, u64)> {
+pub(super) async fn pass_through(cfg: TowerConfig, secs: f64, crash_every: Option<usize>) -> Result<(Vec<f64>, u64, u64, u64)> {
     let tower = Tower::start(cfg).await.context("starting the tower")?;
     let _ = wait_online(&tower, Duration::from_secs(10)).await;
     let v = tower.video().clone();
@@ -68,7 +72,8 @@ pub fn video(cfg: TowerConfig, quick: bool) -> Result<BenchReport> {
     let mut notes = serde_json::Map::new();
     for (label, w, h, fps) in [("720p60", 1280, 720, 60.0), ("1080p30", 1920, 1080, 30.0)] {
         for (mode, crash) in [("ai", None), ("ai-crashing", Some(5))] {
-            let (d, shown, skipped, crashes) = rt.block_on(pass_through(with_source(&cfg, w, h, fps), secs, crash))?;
+            let (d, shown, skipped, crashes) =
+                rt.block_on(pass_through(with_source(&cfg, w, h, fps, RendererChoice::None), secs, crash))?;
             let name = format!("{label} {mode}");
             notes.insert(name.clone(), serde_json::json!({"shown": shown, "skipped": skipped, "ai_crashes": crashes}));
             all.extend_from_slice(&d);
@@ -83,7 +88,7 @@ pub fn video(cfg: TowerConfig, quick: bool) -> Result<BenchReport> {
 pub fn annotation(cfg: TowerConfig, quick: bool) -> Result<BenchReport> {
     let secs = if quick { 10.0 } else { 60.0 };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let mut c = with_source(&cfg, 1280, 720, 60.0);
+    let mut c = with_source(&cfg, 1280, 720, 60.0, RendererChoice::None);
     c.video.analysis.auto_interval_ms = 0;
     let (delays, elapsed) = rt.block_on(async {
         let tower = Tower::start(c).await.context("starting the tower")?;
@@ -112,7 +117,7 @@ pub fn annotation(cfg: TowerConfig, quick: bool) -> Result<BenchReport> {
 pub fn restart(cfg: TowerConfig, quick: bool) -> Result<BenchReport> {
     let n = if quick { 10 } else { 50 };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let mut c = with_source(&cfg, 1280, 720, 30.0);
+    let mut c = with_source(&cfg, 1280, 720, 30.0, RendererChoice::None);
     // Restart timing, not backoff: restart at once, and never contain.
     c.supervision.children.inference.backoff_initial_ms = 0;
     c.supervision.children.inference.backoff_max_ms = 0;

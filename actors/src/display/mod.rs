@@ -6,13 +6,20 @@
 //! - [`font`]: the vendored font; [`text_cache`]: shaped text kept between frames.
 //! - [`cpu`]: the CPU compositor; [`gpu`]: the wgpu compositor (offscreen or
 //!   window), drawing the same scene.
-//! - [`golden`]: image comparison for golden-image tests.
+//! - [`renderer`]: the compositor chosen by config ([`config`]).
+//! - [`overlay_source`]: the tower's state read into the overlay's inputs.
+//! - [`golden`]: image comparison for golden-image tests; [`sample`]: a
+//!   representative overlay for benchmarks and golden images.
 
+pub mod config;
 pub mod cpu;
 pub mod font;
 pub mod golden;
 pub mod gpu;
 pub mod overlay;
+pub mod overlay_source;
+pub mod renderer;
+pub mod sample;
 pub mod scene;
 pub mod text_cache;
 

@@ -6,7 +6,7 @@ use super::ai_state::AiChannels;
 use super::analysis::AnalysisStats;
 use super::archive::ExamInfo;
 use super::capture::CaptureStats;
-use super::display_sink::DisplayStats;
+use super::display_sink::{ComposedFrame, DisplayStats};
 use super::frame::FrameRef;
 use super::inference::InferenceHooks;
 use super::selector::Pick;
@@ -22,6 +22,8 @@ pub struct VideoChannels {
     pub capture: Arc<CaptureStats>,
     pub analysis: Arc<AnalysisStats>,
     pub display: Arc<Mutex<DisplayStats>>,
+    /// The last composed picture (snapshots, window, recording).
+    pub composed: Arc<Mutex<Option<ComposedFrame>>>,
     pub inference_hooks: Arc<InferenceHooks>,
     /// Exam info in force (config, CLI, later remote push).
     pub exam: watch::Sender<ExamInfo>,
@@ -36,6 +38,7 @@ impl Default for VideoChannels {
             capture: Arc::default(),
             analysis: Arc::default(),
             display: Arc::default(),
+            composed: Arc::default(),
             inference_hooks: Arc::default(),
             exam: watch::channel(ExamInfo::default()).0,
         }

@@ -1,10 +1,17 @@
-//! The headless display sink: takes every frame from the latest-wins channel
-//! on its own thread, as a monitor would, and records what it saw: frames
-//! shown, frames skipped (sequence gaps), the longest interval between two
-//! frames, and each frame's pass-through delay (capture stamp to display).
-//! It never looks at the analysis.
+//! The display sink: takes every frame from the latest-wins channel on its
+//! own thread, as a monitor would, draws the overlay on it (CPU or wgpu
+//! compositor, [`crate::display`]) and records what it saw: frames shown,
+//! frames skipped (sequence gaps), the longest interval between two frames,
+//! each frame's pass-through delay (capture stamp to composed picture) and
+//! compositing time. It never waits on the analysis: the overlay is a
+//! latest-wins value the display actor rebuilds from the tower's state.
 
 use super::frame::FrameRef;
+use crate::display::config::{DisplayConfig, RendererChoice};
+use crate::display::overlay::Overlay;
+use crate::display::overlay_source::OverlaySource;
+use crate::display::renderer::Renderer;
+use crate::display::scene::layout;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -20,6 +27,11 @@ pub struct DisplayStats {
     pub max_interval: Duration,
     /// Pass-through delay per shown frame, microseconds (capped at 1e6 samples).
     pub delays_us: Vec<u32>,
+    /// Time spent compositing each frame, us (empty without a renderer).
+    pub compose_us: Vec<u32>,
+    pub compose_errors: u64,
+    /// The compositor in use, once the sink has started.
+    pub renderer: Option<&'static str>,
 }
 
 pub struct DisplaySink {
@@ -28,19 +40,47 @@ pub struct DisplaySink {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The last picture the display composed (camera frame plus overlay), RGBA8.
+#[derive(Debug, Clone, Default)]
+pub struct ComposedFrame {
+    pub seq: u64,
+    pub width: u32,
+    pub height: u32,
+    pub rgba: Vec<u8>,
+    pub renderer: &'static str,
+}
+
+/// What the sink needs to draw the overlay on every frame.
+pub struct Composer {
+    pub renderer: RendererChoice,
+    pub overlay: watch::Receiver<Overlay>,
+    pub composed: Arc<Mutex<Option<ComposedFrame>>>,
+}
+
 const MAX_SAMPLES: usize = 1_000_000;
 
+fn push_sample(v: &mut Vec<u32>, d: Duration) {
+    if v.len() < MAX_SAMPLES {
+        v.push(d.as_micros().min(u128::from(u32::MAX)) as u32);
+    }
+}
+
 impl DisplaySink {
-    /// Start the sink thread; `stats` may be shared across restarts.
-    pub fn start(mut frames: watch::Receiver<Option<FrameRef>>, stats: Arc<Mutex<DisplayStats>>) -> std::io::Result<DisplaySink> {
+    pub fn start(
+        mut frames: watch::Receiver<Option<FrameRef>>,
+        stats: Arc<Mutex<DisplayStats>>,
+        composer: Option<Composer>,
+    ) -> std::io::Result<DisplaySink> {
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (stats.clone(), stop.clone());
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
         let thread = std::thread::Builder::new().name("display".into()).spawn(move || {
             crate::thread_priority::make_realtime("display", crate::thread_priority::DISPLAY_PRIORITY);
+            let mut renderer = composer.as_ref().and_then(|c| Renderer::open(c.renderer));
+            let started = Instant::now();
+            let mut canvas = Vec::new();
             let mut last_shown: Option<Instant> = None;
             while !sp.load(Ordering::Acquire) {
-                // Wake at least every 50 ms to notice `stop`.
                 match rt.block_on(async { tokio::time::timeout(Duration::from_millis(50), frames.changed()).await }) {
                     Err(_) => continue,
                     Ok(Err(_)) => return, // capture side gone for good
@@ -49,22 +89,42 @@ impl DisplaySink {
                 let Some(frame) = frames.borrow_and_update().clone() else {
                     continue;
                 };
-                let now = Instant::now();
-                let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
-                if frame.seq <= s.last_seq {
+                if frame.seq <= st.lock().unwrap_or_else(|p| p.into_inner()).last_seq {
                     continue;
                 }
+                let mut compose_time = None;
+                if let (Some(r), Some(c)) = (renderer.as_mut(), composer.as_ref()) {
+                    let t0 = Instant::now();
+                    let scene = layout(&c.overlay.borrow(), frame.width, frame.height, started.elapsed().as_millis() as u64);
+                    match r.compose(&frame, &scene, &mut canvas) {
+                        Ok(()) => {
+                            compose_time = Some(t0.elapsed());
+                            let mut slot = c.composed.lock().unwrap_or_else(|p| p.into_inner());
+                            let done = slot.get_or_insert_with(ComposedFrame::default);
+                            std::mem::swap(&mut done.rgba, &mut canvas);
+                            (done.seq, done.width, done.height, done.renderer) = (frame.seq, frame.width, frame.height, r.name());
+                        }
+                        Err(e) => {
+                            tracing::warn!("display: compositing frame {} failed: {e}; the frame is shown raw", frame.seq);
+                            st.lock().unwrap_or_else(|p| p.into_inner()).compose_errors += 1;
+                        }
+                    }
+                }
+                let now = Instant::now();
+                let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
                 if s.last_seq > 0 {
                     s.skipped += frame.seq - s.last_seq - 1;
                 }
                 s.last_seq = frame.seq;
                 s.shown += 1;
+                s.renderer = renderer.as_ref().map(Renderer::name);
                 if let Some(t) = last_shown {
                     s.max_interval = s.max_interval.max(now.duration_since(t));
                 }
                 last_shown = Some(now);
-                if s.delays_us.len() < MAX_SAMPLES {
-                    s.delays_us.push(now.duration_since(frame.captured_at).as_micros().min(u128::from(u32::MAX)) as u32);
+                push_sample(&mut s.delays_us, now.duration_since(frame.captured_at));
+                if let Some(d) = compose_time {
+                    push_sample(&mut s.compose_us, d);
                 }
             }
         })?;
@@ -91,15 +151,26 @@ impl DisplaySink {
 /// The display as a supervised actor owning the sink thread.
 pub struct DisplayActor;
 
+/// The overlay side of the display: where its inputs come from, and where
+/// the composed picture goes.
+pub struct OverlayFeed {
+    pub cfg: DisplayConfig,
+    pub source: OverlaySource,
+    pub composed: Arc<Mutex<Option<ComposedFrame>>>,
+}
+
 pub struct DisplayArgs {
     pub frames: watch::Receiver<Option<FrameRef>>,
     pub stats: Arc<Mutex<DisplayStats>>,
     pub liveness: crate::supervisor::Liveness,
+    /// `None`: count frames only.
+    pub overlay: Option<OverlayFeed>,
 }
 
 pub struct DisplayState {
     sink: Option<DisplaySink>,
     liveness: crate::supervisor::Liveness,
+    overlay: Option<(OverlaySource, watch::Sender<Overlay>)>,
 }
 
 impl ractor::Actor for DisplayActor {
@@ -109,15 +180,35 @@ impl ractor::Actor for DisplayActor {
 
     async fn pre_start(&self, myself: ractor::ActorRef<()>, a: DisplayArgs) -> Result<DisplayState, ractor::ActorProcessingErr> {
         a.liveness.beat();
-        let sink = DisplaySink::start(a.frames, a.stats)?;
-        myself.send_interval(Duration::from_millis(50), || ());
-        Ok(DisplayState { sink: Some(sink), liveness: a.liveness })
+        let mut period = Duration::from_millis(50);
+        let (composer, overlay) = match a.overlay {
+            Some(feed) => {
+                let (tx, rx) = watch::channel(Overlay::build(&feed.source.snapshot(Instant::now())));
+                period = Duration::from_secs_f64(1.0 / feed.cfg.overlay_hz).min(period);
+                let composer = Composer { renderer: feed.cfg.renderer, overlay: rx, composed: feed.composed };
+                (Some(composer), Some((feed.source, tx)))
+            }
+            None => (None, None),
+        };
+        let sink = DisplaySink::start(a.frames, a.stats, composer)?;
+        myself.send_interval(period, || ());
+        Ok(DisplayState { sink: Some(sink), liveness: a.liveness, overlay })
     }
 
     async fn handle(&self, _m: ractor::ActorRef<()>, _msg: (), s: &mut DisplayState) -> Result<(), ractor::ActorProcessingErr> {
         s.liveness.beat();
         if !s.sink.as_ref().is_some_and(DisplaySink::running) {
             return Err("display sink thread stopped".into());
+        }
+        if let Some((source, tx)) = &s.overlay {
+            let next = Overlay::build(&source.snapshot(Instant::now()));
+            tx.send_if_modified(|o| {
+                let changed = *o != next;
+                if changed {
+                    *o = next;
+                }
+                changed
+            });
         }
         Ok(())
     }

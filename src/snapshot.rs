@@ -1,0 +1,48 @@
+//! `endotower snapshot`: run the tower headless and write one composed frame
+//! (camera picture plus overlay) as a PNG.
+
+use crate::tower::Tower;
+use crate::tower_config::TowerConfig;
+use anyhow::{bail, Context, Result};
+use endotower_actors::display::config::{OutputKind, RendererChoice};
+use endotower_actors::display::golden::write_png;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What was written.
+pub struct Snapshot {
+    pub seq: u64,
+    pub width: u32,
+    pub height: u32,
+    pub renderer: &'static str,
+}
+
+pub async fn take(mut cfg: TowerConfig, at_s: f64, out: &Path) -> Result<Snapshot> {
+    if !cfg.video.enabled {
+        bail!("video.enabled = false in the config: there is no picture to snapshot");
+    }
+    if !(0.0..=3600.0).contains(&at_s) {
+        bail!("--at {at_s}: expected 0 ..= 3600 seconds");
+    }
+    cfg.video.display.output = OutputKind::Headless;
+    if cfg.video.display.renderer == RendererChoice::None {
+        cfg.video.display.renderer = RendererChoice::Auto;
+    }
+    let tower = Tower::start(cfg).await.context("starting the tower")?;
+    tokio::time::sleep(Duration::from_secs_f64(at_s)).await;
+    let composed = tower.video().composed.clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let frame = loop {
+        if let Some(f) = composed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            break Some(f);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tower.shutdown().await;
+    let Some(f) = frame else { bail!("no frame was composed within {at_s} s + 5 s (is the video source delivering?)") };
+    write_png(out, f.width, f.height, &f.rgba)?;
+    Ok(Snapshot { seq: f.seq, width: f.width, height: f.height, renderer: f.renderer })
+}

@@ -6,6 +6,8 @@ use crate::tower::{start_simulators, Tower};
 use crate::tower_config::{TowerConfig, DEFAULT_CONFIG};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use endotower_actors::display::config::OutputKind;
+use endotower_actors::display::window::{WindowOptions, WindowOutput};
 use endotower_sim::Device;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +21,12 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum DisplayArg {
+    Window,
+    Headless,
 }
 
 #[derive(Subcommand, Debug)]
@@ -39,6 +47,10 @@ enum Cmd {
         /// Patient age in years, overriding `video.exam.age`.
         #[arg(long)]
         exam_age: Option<u32>,
+        /// Where the picture goes (`window`: a monitor window with the HMI
+        /// keys; `headless`), overriding `video.display.output`.
+        #[arg(long, value_enum)]
+        display: Option<DisplayArg>,
     },
     /// Validate a config file and exit.
     CheckConfig { file: PathBuf },
@@ -119,19 +131,48 @@ fn load(path: &PathBuf) -> Result<TowerConfig> {
     TowerConfig::load(path).map_err(anyhow::Error::from)
 }
 
+/// Until Ctrl-C (SIGINT), SIGTERM or, when given, `duration_s` has passed.
 async fn wait_stop(duration_s: Option<f64>) {
-    match duration_s {
-        Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.max(0.0))).await,
-        None => {
-            if let Err(e) = tokio::signal::ctrl_c().await {
-                tracing::error!("cannot wait for Ctrl-C: {e}; stopping");
+    let timer = async {
+        match duration_s {
+            Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.max(0.0))).await,
+            None => std::future::pending().await,
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch for SIGTERM: {e}");
+                std::future::pending::<()>().await;
             }
         }
+    };
+    tokio::select! {
+        () = timer => {}
+        () = term => tracing::info!("SIGTERM: stopping"),
+        r = tokio::signal::ctrl_c() => match r {
+            Ok(()) => tracing::info!("Ctrl-C: stopping"),
+            Err(e) => tracing::error!("cannot wait for Ctrl-C: {e}; stopping"),
+        },
     }
 }
 
-async fn run(config: PathBuf, duration_s: Option<f64>, exam: (Option<String>, Option<String>, Option<u32>)) -> Result<()> {
+async fn run(
+    config: PathBuf,
+    duration_s: Option<f64>,
+    exam: (Option<String>, Option<String>, Option<u32>),
+    display: Option<DisplayArg>,
+) -> Result<()> {
     let mut cfg = load(&config)?;
+    match display {
+        Some(DisplayArg::Window) => cfg.video.display.output = OutputKind::Window,
+        Some(DisplayArg::Headless) => cfg.video.display.output = OutputKind::Headless,
+        None => {}
+    }
+    cfg.validate().context("the config with the command-line overrides")?;
     let e = &mut cfg.video.exam;
     if let Some(n) = exam.0 {
         e.number = n;
@@ -142,7 +183,36 @@ async fn run(config: PathBuf, duration_s: Option<f64>, exam: (Option<String>, Op
     if let Some(a) = exam.2 {
         e.age = a;
     }
+    let window_wanted = cfg.video.enabled && cfg.video.display.output == OutputKind::Window;
+    let (w, h) = cfg.video.source.nominal_size().unwrap_or((1280, 720));
+    let title = format!("endotower {}", cfg.tower.id);
     let tower = Tower::start(cfg).await.context("starting the tower")?;
+    let window = if window_wanted {
+        let (slot, hmi) = (tower.video().composed.clone(), tower.hmi_port());
+        let opts = WindowOptions { title, width: w, height: h };
+        match tokio::task::spawn_blocking(move || WindowOutput::open(opts, slot, Some(hmi))).await {
+            Ok(Ok(win)) => Some(win),
+            Ok(Err(e)) => {
+                tower.shutdown().await;
+                bail!("{e}");
+            }
+            Err(e) => {
+                tower.shutdown().await;
+                bail!("the window thread failed: {e}");
+            }
+        }
+    } else {
+        None
+    };
+    let window_closed = async {
+        match &window {
+            Some(win) => {
+                let mut closed = win.closed();
+                let _ = closed.wait_for(|c| *c).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
     let watch_root = async {
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -155,6 +225,12 @@ async fn run(config: PathBuf, duration_s: Option<f64>, exam: (Option<String>, Op
     tokio::select! {
         () = wait_stop(duration_s) => {}
         () = watch_root => {}
+        () = window_closed => tracing::info!("window closed: stopping"),
+    }
+    if let Some(win) = window {
+        let presented = win.stats().presented.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(presented, "window: closing");
+        let _ = tokio::task::spawn_blocking(move || win.close()).await;
     }
     tower.shutdown().await;
     Ok(())
@@ -189,8 +265,8 @@ fn bench_cmd(name: &str, quick: bool, json: bool, config: PathBuf) -> Result<()>
 fn dispatch(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the tokio runtime")?;
     match cli.cmd {
-        Cmd::Run { config, duration_s, exam_number, exam_sex, exam_age } => {
-            rt.block_on(run(config, duration_s, (exam_number, exam_sex, exam_age)))
+        Cmd::Run { config, duration_s, exam_number, exam_sex, exam_age, display } => {
+            rt.block_on(run(config, duration_s, (exam_number, exam_sex, exam_age), display))
         }
         Cmd::CheckConfig { file } => {
             load(&file)?;

@@ -33,7 +33,7 @@ pub async fn take(mut cfg: TowerConfig, at_s: f64, out: &Path) -> Result<Snapsho
     let composed = tower.video().composed.clone();
     let deadline = Instant::now() + Duration::from_secs(5);
     let frame = loop {
-        if let Some(f) = composed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(f) = composed.latest() {
             break Some(f);
         }
         if Instant::now() > deadline {

@@ -7,6 +7,7 @@ use endotower_actors::commands::{Applied, Command, CommandMsg, CommandSource, Re
 use endotower_actors::config::{ConfigError, LinkConfig, Transport};
 use endotower_actors::device_actor::DeviceMsg;
 use endotower_actors::device_status::DeviceChannels;
+use endotower_actors::display::hmi::{HmiPort, HmiTargets};
 use endotower_actors::events::EventBus;
 use endotower_actors::safety_actor::SafetySlot;
 use endotower_actors::setpoints::Setpoints;
@@ -144,6 +145,17 @@ impl Tower {
     }
     pub fn video(&self) -> &VideoChannels {
         &self.video
+    }
+
+    /// Where the window's HMI keys go: the command path of this tower (call
+    /// from within the tower's runtime).
+    pub fn hmi_port(&self) -> HmiPort {
+        HmiPort::spawn(HmiTargets {
+            command_actor: format!("{}.commands", self.cfg.tower.id),
+            setpoints: self.setpoints.clone(),
+            events: self.events.clone(),
+            pedal: self.channels.pedal_presses.clone(),
+        })
     }
     pub fn sim(&self) -> Option<&SimHost> {
         self.sim.as_ref()

@@ -23,6 +23,16 @@ pub enum SourceConfig {
     V4l2 { device: String, width: u32, height: u32, fps: f64 },
 }
 
+impl SourceConfig {
+    /// The picture size the config asks for (a Y4M file says so in its header).
+    pub fn nominal_size(&self) -> Option<(u32, u32)> {
+        match self {
+            SourceConfig::Synthetic { width, height, .. } | SourceConfig::V4l2 { width, height, .. } => Some((*width, *height)),
+            SourceConfig::Y4m { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VideoConfig {

@@ -7,21 +7,26 @@
 //! - [`cpu`]: the CPU compositor; [`gpu`]: the wgpu compositor (offscreen or
 //!   window), drawing the same scene.
 //! - [`renderer`]: the compositor chosen by config ([`config`]).
+//! - [`composed`]: the last composed picture, shared with its readers.
+//! - [`window`]: the window output (winit + wgpu surface) and its [`hmi`] keys.
 //! - [`overlay_source`]: the tower's state read into the overlay's inputs.
 //! - [`golden`]: image comparison for golden-image tests; [`sample`]: a
 //!   representative overlay for benchmarks and golden images.
 
+pub mod composed;
 pub mod config;
 pub mod cpu;
 pub mod font;
 pub mod golden;
 pub mod gpu;
+pub mod hmi;
 pub mod overlay;
 pub mod overlay_source;
 pub mod renderer;
 pub mod sample;
 pub mod scene;
 pub mod text_cache;
+pub mod window;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DisplayError {
@@ -29,4 +34,6 @@ pub enum DisplayError {
     FrameMismatch { frame: (u32, u32), scene: (u32, u32) },
     #[error("wgpu: {0}")]
     Gpu(String),
+    #[error("window: {0}")]
+    Window(String),
 }

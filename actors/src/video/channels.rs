@@ -6,10 +6,11 @@ use super::ai_state::AiChannels;
 use super::analysis::AnalysisStats;
 use super::archive::ExamInfo;
 use super::capture::CaptureStats;
-use super::display_sink::{ComposedFrame, DisplayStats};
+use super::display_sink::DisplayStats;
 use super::frame::FrameRef;
 use super::inference::InferenceHooks;
 use super::selector::Pick;
+use crate::display::composed::ComposedSlot;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 
@@ -23,7 +24,7 @@ pub struct VideoChannels {
     pub analysis: Arc<AnalysisStats>,
     pub display: Arc<Mutex<DisplayStats>>,
     /// The last composed picture (snapshots, window, recording).
-    pub composed: Arc<Mutex<Option<ComposedFrame>>>,
+    pub composed: Arc<ComposedSlot>,
     pub inference_hooks: Arc<InferenceHooks>,
     /// Exam info in force (config, CLI, later remote push).
     pub exam: watch::Sender<ExamInfo>,

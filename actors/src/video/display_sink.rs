@@ -7,6 +7,7 @@
 //! latest-wins value the display actor rebuilds from the tower's state.
 
 use super::frame::FrameRef;
+use crate::display::composed::ComposedSlot;
 use crate::display::config::{DisplayConfig, RendererChoice};
 use crate::display::overlay::Overlay;
 use crate::display::overlay_source::OverlaySource;
@@ -40,21 +41,11 @@ pub struct DisplaySink {
     thread: Option<JoinHandle<()>>,
 }
 
-/// The last picture the display composed (camera frame plus overlay), RGBA8.
-#[derive(Debug, Clone, Default)]
-pub struct ComposedFrame {
-    pub seq: u64,
-    pub width: u32,
-    pub height: u32,
-    pub rgba: Vec<u8>,
-    pub renderer: &'static str,
-}
-
 /// What the sink needs to draw the overlay on every frame.
 pub struct Composer {
     pub renderer: RendererChoice,
     pub overlay: watch::Receiver<Overlay>,
-    pub composed: Arc<Mutex<Option<ComposedFrame>>>,
+    pub composed: Arc<ComposedSlot>,
 }
 
 const MAX_SAMPLES: usize = 1_000_000;
@@ -99,10 +90,7 @@ impl DisplaySink {
                     match r.compose(&frame, &scene, &mut canvas) {
                         Ok(()) => {
                             compose_time = Some(t0.elapsed());
-                            let mut slot = c.composed.lock().unwrap_or_else(|p| p.into_inner());
-                            let done = slot.get_or_insert_with(ComposedFrame::default);
-                            std::mem::swap(&mut done.rgba, &mut canvas);
-                            (done.seq, done.width, done.height, done.renderer) = (frame.seq, frame.width, frame.height, r.name());
+                            c.composed.publish(frame.seq, frame.width, frame.height, r.name(), &mut canvas);
                         }
                         Err(e) => {
                             tracing::warn!("display: compositing frame {} failed: {e}; the frame is shown raw", frame.seq);
@@ -156,7 +144,7 @@ pub struct DisplayActor;
 pub struct OverlayFeed {
     pub cfg: DisplayConfig,
     pub source: OverlaySource,
-    pub composed: Arc<Mutex<Option<ComposedFrame>>>,
+    pub composed: Arc<ComposedSlot>,
 }
 
 pub struct DisplayArgs {

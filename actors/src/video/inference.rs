@@ -236,10 +236,13 @@ impl Actor for InferenceActor {
                         return Err(reason.into());
                     }
                 };
-                let high_risk =
-                    detections.iter().any(|d| s.cfg.high_risk_classes.contains(&d.class_name) && d.score >= s.cfg.high_risk_threshold);
-                if high_risk {
-                    let d: Vec<String> = detections.iter().map(|d| format!("{} {:.2}", d.class_name, d.score)).collect();
+                // Name only the detections that make it high-risk.
+                let d: Vec<String> = detections
+                    .iter()
+                    .filter(|d| s.cfg.high_risk_classes.contains(&d.class_name) && d.score >= s.cfg.high_risk_threshold)
+                    .map(|d| format!("{} {:.2}", d.class_name, d.score))
+                    .collect();
+                if !d.is_empty() {
                     s.events.raise(
                         "inference",
                         "HIGH_RISK_LESION",
@@ -255,7 +258,7 @@ impl Actor for InferenceActor {
                     captured_at: pick.frame.captured_at,
                     finished_at: Instant::now(),
                     detections,
-                    high_risk,
+                    high_risk: !d.is_empty(),
                 };
                 s.channels.result.send_replace(Some(result));
                 s.channels.status.send_if_modified(|st| {

@@ -134,3 +134,24 @@ def sharp_label(record, min_blur_px=6.0):
     if ep == "motion_blur":
         return 0 if record["blur_px"] >= min_blur_px else None
     return None
+
+
+def line_blur(img, vx, vy):
+    """Box blur of an HxWx3 float image along the segment (vx, vy) pixels (centred),
+    averaged over bilinear samples, edges replicated: the synthetic source's motion
+    blur (a box kernel along a line) seen after the resize."""
+    h, w, _ = img.shape
+    n = max(2, int(np.ceil(2 * max(abs(vx), abs(vy)))))
+    pad = int(np.ceil(max(abs(vx), abs(vy)) / 2)) + 2
+    p = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    out = np.zeros_like(img)
+    for t in (np.arange(n) + 0.5) / n - 0.5:
+        sx, sy = t * vx, t * vy
+        ix, iy = int(np.floor(sx)), int(np.floor(sy))
+        fx, fy = sx - ix, sy - iy
+        y0, x0 = pad + iy, pad + ix
+        out += (1 - fx) * (1 - fy) * p[y0:y0 + h, x0:x0 + w]
+        out += fx * (1 - fy) * p[y0:y0 + h, x0 + 1:x0 + 1 + w]
+        out += (1 - fx) * fy * p[y0 + 1:y0 + 1 + h, x0:x0 + w]
+        out += fx * fy * p[y0 + 1:y0 + 1 + h, x0 + 1:x0 + 1 + w]
+    return out / n

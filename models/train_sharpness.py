@@ -49,27 +49,6 @@ class SharpNet(nn.Module):
         return torch.sigmoid(self.logits(x))
 
 
-def line_blur(img, vx, vy):
-    """Box blur of an HxWx3 float image along the segment (vx, vy) pixels (centred),
-    averaged over bilinear samples, edges replicated: the synthetic source's motion
-    blur (a box kernel along a line) seen after the resize."""
-    h, w, _ = img.shape
-    n = max(2, int(np.ceil(2 * max(abs(vx), abs(vy)))))
-    pad = int(np.ceil(max(abs(vx), abs(vy)) / 2)) + 2
-    p = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-    out = np.zeros_like(img)
-    for t in (np.arange(n) + 0.5) / n - 0.5:
-        sx, sy = t * vx, t * vy
-        ix, iy = int(np.floor(sx)), int(np.floor(sy))
-        fx, fy = sx - ix, sy - iy
-        y0, x0 = pad + iy, pad + ix
-        out += (1 - fx) * (1 - fy) * p[y0:y0 + h, x0:x0 + w]
-        out += fx * (1 - fy) * p[y0:y0 + h, x0 + 1:x0 + 1 + w]
-        out += (1 - fx) * fy * p[y0 + 1:y0 + 1 + h, x0:x0 + w]
-        out += fx * fy * p[y0 + 1:y0 + 1 + h, x0 + 1:x0 + 1 + w]
-    return out / n
-
-
 def batches(frames, labels, batch, steps, rng, clear_idx=None, synth=0.0, blur_native=(24.0, 32.0),
             native=(1280, 720)):
     """Balanced batches: half sharp, half blurred; of the blurred half a share `synth`
@@ -90,7 +69,7 @@ def batches(frames, labels, batch, steps, rng, clear_idx=None, synth=0.0, blur_n
             for k, i in enumerate(rng.choice(clear_idx, n_syn)):
                 length = rng.uniform(*blur_native)
                 th = rng.uniform(0, np.pi)
-                syn[k] = line_blur(ds.to_unit(frames[i]), length * np.cos(th) * kx, length * np.sin(th) * ky)
+                syn[k] = ds.line_blur(ds.to_unit(frames[i]), length * np.cos(th) * kx, length * np.sin(th) * ky)
             x = np.concatenate([x, syn])
             y = np.concatenate([y, np.zeros(n_syn, np.float32)])
         if rng.random() < 0.5:

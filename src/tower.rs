@@ -107,6 +107,7 @@ impl Tower {
         let safety = SafetySlot::default();
         let video = VideoChannels::default();
         video.exam.send_replace(cfg.video.exam.clone());
+        video.enhance.switch.send_replace(cfg.video.enabled && cfg.video.enhance.enabled);
         let ctx = Arc::new(TreeContext {
             cfg: cfg.clone(),
             events: events.clone(),
@@ -155,6 +156,7 @@ impl Tower {
             setpoints: self.setpoints.clone(),
             events: self.events.clone(),
             pedal: self.channels.pedal_presses.clone(),
+            enhance: self.video.enhance.switch.clone(),
         })
     }
     pub fn sim(&self) -> Option<&SimHost> {

@@ -50,6 +50,7 @@ pub struct ChildPolicies {
     pub selector: ChildPolicy,
     pub inference: ChildPolicy,
     pub archive: ChildPolicy,
+    pub enhance: ChildPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

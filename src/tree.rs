@@ -13,7 +13,8 @@
 //! ├─ status           status lines in the log
 //! └─ video            one_for_one, meltdown -> contained (never the safe state)
 //!    ├─ capture       source -> frames channel, own thread
-//!    ├─ display       latest-wins sink, never waits on analysis
+//!    ├─ display       latest-wins sink, never waits on analysis (in order behind enhance)
+//!    ├─ enhance       sharpness/site/deblur worker thread; raw video while down
 //!    └─ analysis      one_for_one, meltdown -> contained
 //!       ├─ selector   quality gate, freeze, pedal > freeze > auto, one in flight
 //!       └─ inference  ONNX Runtime worker thread, deadline, "AI offline" while down
@@ -39,7 +40,8 @@ use endotower_actors::video::analysis::{AnalysisActor, AnalysisArgs};
 use endotower_actors::video::archive::{ArchiveActor, ArchiveArgs};
 use endotower_actors::video::capture::{CaptureActor, CaptureArgs, SourceFactory};
 use endotower_actors::video::channels::VideoChannels;
-use endotower_actors::video::display_sink::{DisplayActor, DisplayArgs, OverlayFeed};
+use endotower_actors::video::display_sink::{DisplayActor, DisplayArgs, EnhanceLink, OverlayFeed};
+use endotower_actors::video::enhance::actor::{EnhanceActor, EnhanceArgs};
 use endotower_actors::video::inference::{InferenceActor, InferenceArgs};
 use ractor::Actor;
 use std::sync::Arc;
@@ -230,8 +232,20 @@ fn video_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
                     },
                     composed: c.video.composed.clone(),
                 });
-                let args = DisplayArgs { frames: c.video.frames.subscribe(), stats: c.video.display.clone(), liveness, overlay };
+                let enhance = Some(EnhanceLink { channels: c.video.enhance.clone(), budget: Duration::from_millis(v.enhance.budget_ms) });
+                let args = DisplayArgs { frames: c.video.frames.subscribe(), stats: c.video.display.clone(), liveness, overlay, enhance };
                 (DisplayActor, args)
+            }),
+            child(ctx, "enhance", &p.enhance, |c, liveness| {
+                let args = EnhanceArgs {
+                    cfg: c.cfg.video.enhance.clone(),
+                    runtime_library: c.cfg.video.inference.runtime_library.clone(),
+                    frames: c.video.frames.subscribe(),
+                    channels: c.video.enhance.clone(),
+                    events: c.events.clone(),
+                    liveness,
+                };
+                (EnhanceActor, args)
             }),
             supervisor_child("analysis", &p.analysis, Arc::new(move || analysis_spec(&analysis_ctx))),
             ChildSpec {

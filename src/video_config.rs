@@ -4,6 +4,7 @@ use endotower_actors::config::{check_int, check_range, ConfigError};
 use endotower_actors::display::config::DisplayConfig;
 use endotower_actors::video::analysis::AnalysisConfig;
 use endotower_actors::video::archive::{ArchiveConfig, ExamInfo};
+use endotower_actors::video::enhance::config::EnhanceConfig;
 use endotower_actors::video::inference::InferenceConfig;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,8 @@ pub struct VideoConfig {
     pub archive: ArchiveConfig,
     #[serde(default)]
     pub display: DisplayConfig,
+    #[serde(default)]
+    pub enhance: EnhanceConfig,
 }
 
 impl VideoConfig {
@@ -83,6 +86,7 @@ impl VideoConfig {
         check_int(&format!("{path}.archive.result_wait_ms"), self.archive.result_wait_ms, 0, 60_000, "ms")?;
         check_int(&format!("{path}.archive.max_pending"), self.archive.max_pending as u64, 1, 10_000, "stills")?;
         self.display.validate(&format!("{path}.display"))?;
+        self.enhance.validate(&format!("{path}.enhance"))?;
         self.inference.validate(&format!("{path}.inference"))
     }
 }

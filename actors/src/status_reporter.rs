@@ -50,8 +50,24 @@ pub fn video_line(v: &crate::video::channels::VideoChannels) -> String {
         format!("frame {} [{}] {} ms", r.frame_seq, d.join(", "), r.annotation_delay().as_millis())
     });
     let a = &v.analysis;
+    let e = &v.enhance;
+    let enhance = if *e.switch.borrow() {
+        let st = &e.stats;
+        format!(
+            " | enhance {:?} classified {} deblurred {} shown enhanced/sharp/late/raw {}/{}/{}/{}",
+            *e.status.borrow(),
+            st.classified.load(Relaxed),
+            st.deblurred.load(Relaxed),
+            st.shown_enhanced.load(Relaxed),
+            st.shown_sharp.load(Relaxed),
+            st.shown_late.load(Relaxed),
+            st.shown_bypassed.load(Relaxed)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "video captured {} shown {} skipped {} | AI {ai} picks pedal/freeze/auto {}/{}/{} last {last}",
+        "video captured {} shown {} skipped {} | AI {ai} picks pedal/freeze/auto {}/{}/{} last {last}{enhance}",
         v.capture.last_seq.load(Relaxed),
         shown.0,
         shown.1,

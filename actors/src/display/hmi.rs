@@ -12,13 +12,14 @@
 //! | Page Up / Page Down | light intensity +5 / -5 % |
 //! | A | acknowledge every active alarm |
 //! | Space | virtual foot pedal (target frame + still) |
+//! | E | enhancement stage on / off |
 
 use crate::commands::{Command, CommandMsg, CommandSource};
 use crate::device_status::PedalPress;
 use crate::events::{EventBus, EventKind, Severity};
 use crate::setpoints::Setpoints;
 use ractor::ActorRef;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 pub const PRESSURE_STEP_MMHG: f64 = 1.0;
 pub const FLOW_STEP_LPM: f64 = 1.0;
@@ -35,6 +36,7 @@ pub enum HmiKey {
     PageDown,
     Acknowledge,
     Pedal,
+    Enhance,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +44,7 @@ pub enum HmiAction {
     Submit(Command),
     AcknowledgeAll,
     Pedal,
+    ToggleEnhancement,
 }
 
 /// What a key asks for, given the setpoints in force.
@@ -56,6 +59,7 @@ pub fn action(key: HmiKey, sp: &Setpoints) -> HmiAction {
         HmiKey::PageDown => HmiAction::Submit(Command::SetIntensity { pct: round1(sp.intensity_pct() - INTENSITY_STEP_PCT) }),
         HmiKey::Acknowledge => HmiAction::AcknowledgeAll,
         HmiKey::Pedal => HmiAction::Pedal,
+        HmiKey::Enhance => HmiAction::ToggleEnhancement,
     }
 }
 
@@ -67,6 +71,8 @@ pub struct HmiTargets {
     pub setpoints: Setpoints,
     pub events: EventBus,
     pub pedal: broadcast::Sender<PedalPress>,
+    /// The enhancement stage's on/off switch.
+    pub enhance: watch::Sender<bool>,
 }
 
 /// Keys queued in order beyond this are dropped (and logged): a stuck
@@ -112,6 +118,12 @@ impl HmiTargets {
                 if self.pedal.send(PedalPress { number: 0 }).is_err() {
                     tracing::warn!("hmi: virtual pedal pressed but nothing listens for presses (video off?)");
                 }
+            }
+            HmiAction::ToggleEnhancement => {
+                let on = !*self.enhance.borrow();
+                self.enhance.send_replace(on);
+                let what = if on { "on" } else { "off" };
+                self.events.event(EventKind::Command, Severity::Info, "hmi", "ENHANCEMENT", format!("hmi: enhancement switched {what}"));
             }
             HmiAction::Submit(cmd) => self.submit(cmd).await,
             HmiAction::AcknowledgeAll => {
@@ -181,6 +193,7 @@ mod tests {
             setpoints: sp.clone(),
             events: events.clone(),
             pedal: broadcast::channel(4).0,
+            enhance: watch::channel(false).0,
         });
         // Seven presses in a burst: 20 -> 25 is five steps, then two refusals.
         for _ in 0..7 {

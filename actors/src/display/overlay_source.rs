@@ -22,6 +22,14 @@ pub struct OverlaySource {
 }
 
 impl OverlaySource {
+    /// Shown while the stage is switched on: active or not, and the share of
+    /// frames it enhanced.
+    fn enhancement(&self) -> Option<(bool, f32)> {
+        let e = &self.video.enhance;
+        let active = matches!(*e.status.borrow(), crate::video::enhance::channels::EnhanceStatus::Active);
+        (*e.switch.borrow()).then(|| (active, e.stats.enhanced_fraction()))
+    }
+
     pub fn snapshot(&self, now: Instant) -> OverlayInputs {
         OverlayInputs {
             insufflator: self.devices.insufflator.borrow().clone(),
@@ -35,7 +43,7 @@ impl OverlaySource {
             high_risk_threshold: self.high_risk_threshold,
             exam: self.video.exam.borrow().clone(),
             alarms: self.events.active_alarms(),
-            enhancement: None,
+            enhancement: self.enhancement(),
             safe_state: self.setpoints.safe_state(),
         }
     }

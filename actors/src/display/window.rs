@@ -178,6 +178,7 @@ fn hmi_key(key: &Key) -> Option<HmiKey> {
         Key::Named(NamedKey::PageDown) => Some(HmiKey::PageDown),
         Key::Named(NamedKey::Space) => Some(HmiKey::Pedal),
         Key::Character(c) if c.eq_ignore_ascii_case("a") => Some(HmiKey::Acknowledge),
+        Key::Character(c) if c.eq_ignore_ascii_case("e") => Some(HmiKey::Enhance),
         _ => None,
     }
 }

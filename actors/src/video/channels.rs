@@ -7,6 +7,7 @@ use super::analysis::AnalysisStats;
 use super::archive::ExamInfo;
 use super::capture::CaptureStats;
 use super::display_sink::DisplayStats;
+use super::enhance::channels::EnhanceChannels;
 use super::frame::FrameRef;
 use super::inference::InferenceHooks;
 use super::selector::Pick;
@@ -28,6 +29,8 @@ pub struct VideoChannels {
     pub inference_hooks: Arc<InferenceHooks>,
     /// Exam info in force (config, CLI, later remote push).
     pub exam: watch::Sender<ExamInfo>,
+    /// The enhancement stage: switch, status, verdicts, counters.
+    pub enhance: EnhanceChannels,
 }
 
 impl Default for VideoChannels {
@@ -42,6 +45,7 @@ impl Default for VideoChannels {
             composed: Arc::default(),
             inference_hooks: Arc::default(),
             exam: watch::channel(ExamInfo::default()).0,
+            enhance: EnhanceChannels::default(),
         }
     }
 }

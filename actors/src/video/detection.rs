@@ -76,7 +76,12 @@ pub enum DetectionError {
 
 /// Resize to S x S (area average) and normalise into NCHW f32.
 pub fn preprocess(frame: &Frame, c: &DetectorContract) -> Vec<f32> {
-    let s = c.input_size as usize;
+    area_resize_normalised(frame, c.input_size as usize, c.mean, c.std)
+}
+
+/// The whole frame area-averaged to `s` x `s` (aspect not kept), as NCHW
+/// f32 with `(pixel / 255 - mean[c]) / std[c]`.
+pub fn area_resize_normalised(frame: &Frame, s: usize, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
     let (w, h) = (frame.width as usize, frame.height as usize);
     let mut out = vec![0f32; 3 * s * s];
     for oy in 0..s {
@@ -96,7 +101,7 @@ pub fn preprocess(frame: &Frame, c: &DetectorContract) -> Vec<f32> {
             }
             let n = ((y1 - y0) * (x1 - x0)) as f32 * 255.0;
             for ch in 0..3 {
-                out[ch * s * s + oy * s + ox] = (acc[ch] as f32 / n - c.mean[ch]) / c.std[ch];
+                out[ch * s * s + oy * s + ox] = (acc[ch] as f32 / n - mean[ch]) / std[ch];
             }
         }
     }

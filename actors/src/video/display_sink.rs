@@ -6,6 +6,8 @@
 //! compositing time. It never waits on the analysis: the overlay is a
 //! latest-wins value the display actor rebuilds from the tower's state.
 
+use super::enhance::channels::{EnhanceChannels, EnhanceStats, EnhanceStatus};
+use super::enhance::sequencer::{Release, Sequencer};
 use super::frame::FrameRef;
 use crate::display::composed::ComposedSlot;
 use crate::display::config::{DisplayConfig, RendererChoice};
@@ -17,13 +19,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// What the sink has seen so far.
 #[derive(Debug, Clone, Default)]
 pub struct DisplayStats {
     pub shown: u64,
     pub skipped: u64,
+    /// Frames shown after a newer one (must stay 0).
+    pub reordered: u64,
     pub last_seq: u64,
     pub max_interval: Duration,
     /// Pass-through delay per shown frame, microseconds (capped at 1e6 samples).
@@ -56,64 +60,95 @@ fn push_sample(v: &mut Vec<u32>, d: Duration) {
     }
 }
 
+/// What the sink needs to put the enhancement stage in the path.
+pub struct EnhanceLink {
+    pub channels: EnhanceChannels,
+    /// A frame is shown at the latest this long after capture.
+    pub budget: Duration,
+}
+
+/// The display thread's state between frames.
+struct Shower {
+    renderer: Option<Renderer>,
+    composer: Option<Composer>,
+    started: Instant,
+    canvas: Vec<u8>,
+    last_shown: Option<Instant>,
+    stats: Arc<Mutex<DisplayStats>>,
+}
+
+impl Shower {
+    /// Compose (when there is a renderer) and count one frame.
+    fn show(&mut self, frame: &FrameRef) {
+        let mut compose_time = None;
+        if let (Some(r), Some(c)) = (self.renderer.as_mut(), self.composer.as_ref()) {
+            let t0 = Instant::now();
+            let scene = layout(&c.overlay.borrow(), frame.width, frame.height, self.started.elapsed().as_millis() as u64);
+            match r.compose(frame, &scene, &mut self.canvas) {
+                Ok(()) => {
+                    compose_time = Some(t0.elapsed());
+                    c.composed.publish(frame.seq, frame.width, frame.height, r.name(), &mut self.canvas);
+                }
+                Err(e) => {
+                    tracing::warn!("display: compositing frame {} failed: {e}; the previous picture stays", frame.seq);
+                    self.stats.lock().unwrap_or_else(|p| p.into_inner()).compose_errors += 1;
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        if s.last_seq > 0 {
+            s.skipped += frame.seq.saturating_sub(s.last_seq + 1);
+        }
+        if frame.seq <= s.last_seq {
+            s.reordered += 1;
+        }
+        s.last_seq = s.last_seq.max(frame.seq);
+        s.shown += 1;
+        s.renderer = self.renderer.as_ref().map(Renderer::name);
+        if let Some(t) = self.last_shown {
+            s.max_interval = s.max_interval.max(now.duration_since(t));
+        }
+        self.last_shown = Some(now);
+        push_sample(&mut s.delays_us, now.duration_since(frame.captured_at));
+        if let Some(d) = compose_time {
+            push_sample(&mut s.compose_us, d);
+        }
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).last_seq
+    }
+}
+
+fn count(stats: &EnhanceStats, r: &Release) {
+    let c = match r {
+        Release::Enhanced(_) => &stats.shown_enhanced,
+        Release::Sharp(_) => &stats.shown_sharp,
+        Release::Late(_) => &stats.shown_late,
+        Release::Bypassed(_) => &stats.shown_bypassed,
+    };
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
 impl DisplaySink {
     pub fn start(
         mut frames: watch::Receiver<Option<FrameRef>>,
         stats: Arc<Mutex<DisplayStats>>,
         composer: Option<Composer>,
+        enhance: Option<EnhanceLink>,
     ) -> std::io::Result<DisplaySink> {
         let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (stats.clone(), stop.clone());
+        let sp = stop.clone();
+        let st = stats.clone();
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
         let thread = std::thread::Builder::new().name("display".into()).spawn(move || {
             crate::thread_priority::make_realtime("display", crate::thread_priority::DISPLAY_PRIORITY);
-            let mut renderer = composer.as_ref().and_then(|c| Renderer::open(c.renderer));
-            let started = Instant::now();
-            let mut canvas = Vec::new();
-            let mut last_shown: Option<Instant> = None;
-            while !sp.load(Ordering::Acquire) {
-                match rt.block_on(async { tokio::time::timeout(Duration::from_millis(50), frames.changed()).await }) {
-                    Err(_) => continue,
-                    Ok(Err(_)) => return, // capture side gone for good
-                    Ok(Ok(())) => {}
-                }
-                let Some(frame) = frames.borrow_and_update().clone() else {
-                    continue;
-                };
-                if frame.seq <= st.lock().unwrap_or_else(|p| p.into_inner()).last_seq {
-                    continue;
-                }
-                let mut compose_time = None;
-                if let (Some(r), Some(c)) = (renderer.as_mut(), composer.as_ref()) {
-                    let t0 = Instant::now();
-                    let scene = layout(&c.overlay.borrow(), frame.width, frame.height, started.elapsed().as_millis() as u64);
-                    match r.compose(&frame, &scene, &mut canvas) {
-                        Ok(()) => {
-                            compose_time = Some(t0.elapsed());
-                            c.composed.publish(frame.seq, frame.width, frame.height, r.name(), &mut canvas);
-                        }
-                        Err(e) => {
-                            tracing::warn!("display: compositing frame {} failed: {e}; the frame is shown raw", frame.seq);
-                            st.lock().unwrap_or_else(|p| p.into_inner()).compose_errors += 1;
-                        }
-                    }
-                }
-                let now = Instant::now();
-                let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
-                if s.last_seq > 0 {
-                    s.skipped += frame.seq - s.last_seq - 1;
-                }
-                s.last_seq = frame.seq;
-                s.shown += 1;
-                s.renderer = renderer.as_ref().map(Renderer::name);
-                if let Some(t) = last_shown {
-                    s.max_interval = s.max_interval.max(now.duration_since(t));
-                }
-                last_shown = Some(now);
-                push_sample(&mut s.delays_us, now.duration_since(frame.captured_at));
-                if let Some(d) = compose_time {
-                    push_sample(&mut s.compose_us, d);
-                }
+            let renderer = composer.as_ref().and_then(|c| Renderer::open(c.renderer));
+            let mut shower = Shower { renderer, composer, started: Instant::now(), canvas: Vec::new(), last_shown: None, stats: st };
+            match enhance {
+                None => plain_loop(&rt, &sp, &mut frames, &mut shower),
+                Some(link) => sequenced_loop(&rt, &sp, &mut frames, &mut shower, link),
             }
         })?;
         Ok(DisplaySink { stats, stop, thread: Some(thread) })
@@ -136,6 +171,71 @@ impl DisplaySink {
     }
 }
 
+/// Every frame as it comes.
+fn plain_loop(rt: &tokio::runtime::Runtime, stop: &AtomicBool, frames: &mut watch::Receiver<Option<FrameRef>>, shower: &mut Shower) {
+    while !stop.load(Ordering::Acquire) {
+        match rt.block_on(async { tokio::time::timeout(Duration::from_millis(50), frames.changed()).await }) {
+            Err(_) => continue,
+            Ok(Err(_)) => return, // capture side gone for good
+            Ok(Ok(())) => {}
+        }
+        let Some(frame) = frames.borrow_and_update().clone() else { continue };
+        if frame.seq > shower.last_seq() {
+            shower.show(&frame);
+        }
+    }
+}
+
+/// With the enhancement stage in the path: every raw frame is queued in the
+/// [`Sequencer`] and leaves in order on its verdict, its deadline, or at
+/// once while the stage is not active.
+fn sequenced_loop(
+    rt: &tokio::runtime::Runtime,
+    stop: &AtomicBool,
+    frames: &mut watch::Receiver<Option<FrameRef>>,
+    shower: &mut Shower,
+    link: EnhanceLink,
+) {
+    let mut seq = Sequencer::new(link.budget);
+    let mut verdicts = link.channels.verdicts.subscribe();
+    let status = link.channels.status.subscribe();
+    let mut newest = shower.last_seq();
+    while !stop.load(Ordering::Acquire) {
+        let wake = seq.next_deadline().map_or(Duration::from_millis(50), |d| d.saturating_duration_since(Instant::now()));
+        let closed = rt.block_on(async {
+            tokio::select! {
+                r = frames.changed() => r.is_err(),
+                v = verdicts.recv() => {
+                    match v {
+                        Ok(v) => seq.verdict(v),
+                        Err(broadcast::error::RecvError::Lagged(n)) => tracing::debug!(n, "display: enhancement verdicts lagged"),
+                        Err(broadcast::error::RecvError::Closed) => {}
+                    }
+                    false
+                }
+                () = tokio::time::sleep(wake) => false,
+            }
+        });
+        if closed {
+            return; // capture side gone for good
+        }
+        if let Some(f) = frames.borrow_and_update().clone() {
+            if f.seq > newest {
+                newest = f.seq;
+                seq.push(f);
+            }
+        }
+        while let Ok(v) = verdicts.try_recv() {
+            seq.verdict(v);
+        }
+        let active = matches!(*status.borrow(), EnhanceStatus::Active);
+        for r in seq.release(Instant::now(), active) {
+            count(&link.channels.stats, &r);
+            shower.show(r.frame());
+        }
+    }
+}
+
 /// The display as a supervised actor owning the sink thread.
 pub struct DisplayActor;
 
@@ -153,6 +253,8 @@ pub struct DisplayArgs {
     pub liveness: crate::supervisor::Liveness,
     /// `None`: count frames only.
     pub overlay: Option<OverlayFeed>,
+    /// `None`: no enhancement stage in this tower.
+    pub enhance: Option<EnhanceLink>,
 }
 
 pub struct DisplayState {
@@ -178,7 +280,7 @@ impl ractor::Actor for DisplayActor {
             }
             None => (None, None),
         };
-        let sink = DisplaySink::start(a.frames, a.stats, composer)?;
+        let sink = DisplaySink::start(a.frames, a.stats, composer, a.enhance)?;
         myself.send_interval(period, || ());
         Ok(DisplayState { sink: Some(sink), liveness: a.liveness, overlay })
     }

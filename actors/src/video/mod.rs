@@ -13,6 +13,7 @@
 //! - [`capture`], [`display_sink`]: the pass-through path.
 //! - [`quality`], [`freeze`], [`selector`], [`analysis`]: picking target frames.
 //! - [`onnx`], [`detection`], [`inference`], [`ai_state`]: the AI branch.
+//! - [`enhance`]: the optional enhancement stage (sharpness, site, deblurring, in-order release).
 //! - [`archive`]: pedal stills with their sidecar; [`channels`]: shared state.
 
 pub mod ai_state;
@@ -22,6 +23,7 @@ pub mod capture;
 pub mod channels;
 pub mod detection;
 pub mod display_sink;
+pub mod enhance;
 pub mod frame;
 pub mod freeze;
 pub mod inference;

@@ -69,7 +69,7 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Run a benchmark: interlock, video, annotation, restart, display.
+    /// Run a benchmark: interlock, video, annotation, restart, display, enhance.
     Bench {
         name: String,
         /// A shorter run (under 60 s).
@@ -256,7 +256,8 @@ fn bench_cmd(name: &str, quick: bool, json: bool, config: PathBuf) -> Result<()>
         "annotation" => bench::video::annotation(cfg, quick)?,
         "restart" => bench::video::restart(cfg, quick)?,
         "display" => bench::display::display(cfg, quick)?,
-        other => bail!("unknown benchmark {other:?}; available: interlock, video, annotation, restart, display"),
+        "enhance" => bench::enhance::enhance(cfg, quick)?,
+        other => bail!("unknown benchmark {other:?}; available: interlock, video, annotation, restart, display, enhance"),
     };
     report.print(json);
     Ok(())

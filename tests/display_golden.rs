@@ -152,7 +152,7 @@ fn wgpu_renderer_on_lavapipe_matches_the_golden_images() {
 }
 
 #[test]
-fn every_pixel_outside_the_overlay_equals_the_camera_pixel_on_both_renderers() {
+fn hz021_every_pixel_outside_the_overlay_equals_the_camera_pixel_on_both_renderers() {
     let frame = camera_frame();
     for (name, inputs, t) in scenarios() {
         let scene = scene_of(&inputs, t);

@@ -140,7 +140,7 @@ fn wait_presented(win: &WindowOutput, seq: u64) {
 }
 
 #[test]
-fn the_window_shows_the_offscreen_render_pixel_for_pixel() {
+fn hz021_the_window_shows_the_offscreen_render_pixel_for_pixel() {
     let x = Xvfb::start(W, H);
     // SAFETY: set before any thread of this test binary reads the
     // environment (this file holds one in-process window test; winit allows
@@ -222,7 +222,7 @@ fn key(display: &str, keys: &[&str]) {
 }
 
 #[test]
-fn run_with_a_window_presents_frames_and_hmi_keys_go_through_the_command_path() {
+fn hz022_run_with_a_window_presents_frames_and_hmi_keys_go_through_the_command_path() {
     let x = Xvfb::start(1280, 720);
     let root = env!("CARGO_MANIFEST_DIR");
     let archive = tempdir("window-archive");

@@ -4,6 +4,7 @@
 //! in pass/fail tests.
 
 pub mod display;
+pub mod enhance;
 pub mod interlock;
 pub mod video;
 

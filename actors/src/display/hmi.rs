@@ -182,7 +182,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn quick_presses_each_step_once_through_the_command_path_and_stop_at_the_limit() {
+    async fn hz022_quick_presses_each_step_once_through_the_command_path_and_stop_at_the_limit() {
         use crate::commands::{CommandActor, CommandArgs};
         let (sp, events) = (Setpoints::new(20.0, 10.0, 80.0), EventBus::new(256));
         let mut log = events.subscribe();

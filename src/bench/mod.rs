@@ -5,6 +5,7 @@
 
 pub mod display;
 pub mod interlock;
+pub mod mqtt;
 pub mod video;
 
 use serde::Serialize;

@@ -52,13 +52,7 @@ fn config(addr: SocketAddr, max_connections: usize) -> rumqttd::Config {
         external_auth: None,
         dynamic_filters: true,
     };
-    let server = rumqttd::ServerSettings {
-        name: "v4-loopback".into(),
-        listen: addr,
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections,
-    };
+    let server = rumqttd::ServerSettings { name: "v4-loopback".into(), listen: addr, tls: None, next_connection_delay_ms: 1, connections };
     rumqttd::Config {
         id: 0,
         router: rumqttd::RouterConfig {

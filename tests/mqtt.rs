@@ -241,7 +241,8 @@ async fn birth_and_retained_state(kind: Kind) {
     }
     let mut devices = HashSet::new();
     while devices.len() < 5 {
-        let s = late.next(Duration::from_secs(10), |m| m.topic.contains("/state/")).await.unwrap_or_else(|| panic!("states seen: {devices:?}"));
+        let s =
+            late.next(Duration::from_secs(10), |m| m.topic.contains("/state/")).await.unwrap_or_else(|| panic!("states seen: {devices:?}"));
         assert!(s.retain, "{} not retained", s.topic);
         if s.body["device"] == "insufflator" {
             assert_eq!(s.body["state"]["link"], "connected", "{}", s.body);
@@ -345,8 +346,7 @@ async fn alarms_during_a_broker_outage_all_arrive_once_in_order(kind: Kind) {
     let (mut ids, mut codes, mut raw) = (HashSet::new(), Vec::new(), 0);
     let mut last_n = 0;
     while codes.len() < 100 {
-        let Some(m) = sub.next(Duration::from_secs(30), |m| m.body["code"].as_str().is_some_and(|c| c.starts_with("OUTAGE-"))).await
-        else {
+        let Some(m) = sub.next(Duration::from_secs(30), |m| m.body["code"].as_str().is_some_and(|c| c.starts_with("OUTAGE-"))).await else {
             panic!("only {} of 100 alarms arrived: {codes:?}", codes.len());
         };
         raw += 1;
@@ -377,7 +377,10 @@ fn remote_config(broker: &Broker, journal: &std::path::Path) -> TowerConfig {
 
 async fn request(c: &mut Client, root: &str, client: &str, payload: &str) -> Value {
     c.publish(format!("{root}/cmd/{client}"), payload.to_string()).await;
-    c.next(Duration::from_secs(10), |m| m.topic == format!("{root}/resp/{client}")).await.unwrap_or_else(|| panic!("no reply to {payload}")).body
+    c.next(Duration::from_secs(10), |m| m.topic == format!("{root}/resp/{client}"))
+        .await
+        .unwrap_or_else(|| panic!("no reply to {payload}"))
+        .body
 }
 
 async fn two_step_setpoint_change(kind: Kind) {
@@ -386,12 +389,9 @@ async fn two_step_setpoint_change(kind: Kind) {
     let cfg = remote_config(&broker, &journal);
     let root = root(&cfg);
     let tower = started(cfg).await;
-    let mut c = Client::connect(
-        broker.addr(),
-        &format!("hmi-{}", std::process::id()),
-        &[format!("{root}/resp/+"), format!("{root}/commands")],
-    )
-    .await;
+    let mut c =
+        Client::connect(broker.addr(), &format!("hmi-{}", std::process::id()), &[format!("{root}/resp/+"), format!("{root}/commands")])
+            .await;
     let r = request(&mut c, &root, "hmi", r#"{"id":"r1","command":"set_pressure","mmhg":15}"#).await;
     assert_eq!(r["status"], "confirm_required", "{r}");
     assert_eq!(r["request_id"], "r1");
@@ -454,7 +454,8 @@ async fn bad_commands_are_rejected_and_the_tower_carries_on(kind: Kind) {
 async fn remote_control_disabled_by_default(kind: Kind) {
     let broker = Broker::start(kind);
     let journal = temp_dir("journal");
-    let shipped = TowerConfig::from_toml(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/tower.toml")).unwrap()).unwrap();
+    let shipped =
+        TowerConfig::from_toml(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/tower.toml")).unwrap()).unwrap();
     assert!(!shipped.telemetry.remote.enabled);
     let mut cfg = telemetry_config(&broker, &journal);
     cfg.telemetry.remote = shipped.telemetry.remote;

@@ -16,12 +16,24 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
-    SetPressure { mmhg: f64 },
-    SetFlow { lpm: f64 },
-    SetIntensity { pct: f64 },
-    AckAlarm { key: String },
+    SetPressure {
+        mmhg: f64,
+    },
+    SetFlow {
+        lpm: f64,
+    },
+    SetIntensity {
+        pct: f64,
+    },
+    AckAlarm {
+        key: String,
+    },
     /// Exam info pushed by the report terminal (shown on screen, stored with stills).
-    SetExam { number: String, sex: String, age: u32 },
+    SetExam {
+        number: String,
+        sex: String,
+        age: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -234,7 +246,9 @@ mod tests {
         let (tx, rx) = watch::channel(ExamInfo::default());
         let src = CommandSource::Remote { client: "ris".into() };
         let exam = |number: &str, sex: &str, age| Command::SetExam { number: number.into(), sex: sex.into(), age };
-        for (bad, field) in [(exam("", "F", 40), "number"), (exam("E 1", "F", 40), "number"), (exam("E1", "Q", 40), "sex"), (exam("E1", "F", 200), "age")] {
+        for (bad, field) in
+            [(exam("", "F", 40), "number"), (exam("E 1", "F", 40), "number"), (exam("E1", "Q", 40), "sex"), (exam("E1", "F", 200), "age")]
+        {
             let r = apply_to(&bad, &src, &limits, &sp, &ev, Some(&tx));
             assert!(matches!(&r, Err(Rejection::InvalidExam { field: f, .. }) if *f == field), "{bad:?}: {r:?}");
         }

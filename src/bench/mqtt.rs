@@ -88,7 +88,10 @@ async fn subscriber(
             }
         }
     });
-    tokio::time::timeout(Duration::from_secs(5), ready_rx).await.map_err(|_| MqttBenchError::Start("subscriber never subscribed".into()))?.ok();
+    tokio::time::timeout(Duration::from_secs(5), ready_rx)
+        .await
+        .map_err(|_| MqttBenchError::Start("subscriber never subscribed".into()))?
+        .ok();
     Ok((count, kept))
 }
 
@@ -148,7 +151,9 @@ async fn alarms(cfg: &TowerConfig, addr: std::net::SocketAddr, n: usize) -> Resu
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), connected).await.map_err(|_| MqttBenchError::Start("telemetry never connected".into()))?;
+    tokio::time::timeout(Duration::from_secs(10), connected)
+        .await
+        .map_err(|_| MqttBenchError::Start("telemetry never connected".into()))?;
     let (t0, c0) = (Instant::now(), cpu_s());
     for i in 0..n {
         events.event(EventKind::AlarmRaised, Severity::Medium, "bench", "BENCH", format!("bench alarm {i}"));
@@ -254,7 +259,13 @@ async fn telemetry(addr: std::net::SocketAddr, duration: Duration) -> Result<Tel
     let (elapsed, cpu) = (t0.elapsed().as_secs_f64(), cpu_s() - c0);
     poller.abort();
     let received = count.load(Ordering::Relaxed);
-    Ok(TelemetryRun { sent, received, per_s: received as f64 / elapsed, cpu_ms_per_1000: cpu * 1e3 / received.max(1) as f64 * 1000.0, bytes })
+    Ok(TelemetryRun {
+        sent,
+        received,
+        per_s: received as f64 / elapsed,
+        cpu_ms_per_1000: cpu * 1e3 / received.max(1) as f64 * 1000.0,
+        bytes,
+    })
 }
 
 /// Run the benchmark.

@@ -381,7 +381,8 @@ impl Core {
                     }
                 }
             }
-            let msg = StateMsg { v: SCHEMA_VERSION, tower: self.tower.clone(), seq: s.next_seq(), at_ms: now_ms(), device: device.into(), state };
+            let msg =
+                StateMsg { v: SCHEMA_VERSION, tower: self.tower.clone(), seq: s.next_seq(), at_ms: now_ms(), device: device.into(), state };
             if s.publish(self.topics.state(device), QoS::AtLeastOnce, true, json(&msg), Sent::Other) {
                 self.states.insert(device.to_string(), (msg.state, now));
                 self.stats.states_published.fetch_add(1, Ordering::Relaxed);
@@ -570,7 +571,10 @@ impl Core {
             Decision::Reject(reason) => Response { reason: Some(reason), ..base },
             Decision::ConfirmRequired { token, apply, expires_in } => Response {
                 status: Status::ConfirmRequired,
-                reason: Some(format!("send {{\"command\":\"confirm\",\"token\":\"{token}\"}} within {} ms to apply", expires_in.as_millis())),
+                reason: Some(format!(
+                    "send {{\"command\":\"confirm\",\"token\":\"{token}\"}} within {} ms to apply",
+                    expires_in.as_millis()
+                )),
                 apply: serde_json::to_value(&apply).ok(),
                 token: Some(token),
                 expires_in_ms: Some(expires_in.as_millis() as u64),

@@ -110,12 +110,7 @@ impl Default for TelemetryConfig {
             keep_alive_s: 5,
             backoff_initial_ms: 100,
             backoff_max_ms: 5000,
-            journal: JournalConfig {
-                dir: PathBuf::from("journal"),
-                max_bytes: 64 << 20,
-                segment_bytes: 4 << 20,
-                memory_records: 100_000,
-            },
+            journal: JournalConfig { dir: PathBuf::from("journal"), max_bytes: 64 << 20, segment_bytes: 4 << 20, memory_records: 100_000 },
             remote: RemoteConfig { enabled: false, allowed_clients: Vec::new(), confirm_timeout_ms: 5000 },
         }
     }
@@ -180,7 +175,13 @@ impl TelemetryConfig {
         check_int(&format!("{path}.journal.max_bytes"), j.max_bytes, 2 * j.segment_bytes, 1 << 40, "bytes (>= 2 segments)")?;
         check_int(&format!("{path}.journal.memory_records"), j.memory_records as u64, 100, 10_000_000, "records")?;
         let r = &self.remote;
-        check_int(&format!("{path}.remote.confirm_timeout_ms"), r.confirm_timeout_ms, 100, 5000, "ms (two-step confirmation, at most 5 s)")?;
+        check_int(
+            &format!("{path}.remote.confirm_timeout_ms"),
+            r.confirm_timeout_ms,
+            100,
+            5000,
+            "ms (two-step confirmation, at most 5 s)",
+        )?;
         for (i, c) in r.allowed_clients.iter().enumerate() {
             if !client_id_ok(c) {
                 return Err(ConfigError::new(
@@ -224,8 +225,10 @@ mod tests {
 
     #[test]
     fn bad_broker_fields_name_themselves() {
-        let mut c = TelemetryConfig::default();
-        c.broker = BrokerConfig::External { host: "h".into(), port: 0, username: None, password: None, ca_file: None };
+        let mut c = TelemetryConfig {
+            broker: BrokerConfig::External { host: "h".into(), port: 0, username: None, password: None, ca_file: None },
+            ..Default::default()
+        };
         assert_eq!(c.validate("telemetry").unwrap_err().field, "telemetry.broker.port");
         c.broker = BrokerConfig::External {
             host: "h".into(),

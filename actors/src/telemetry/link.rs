@@ -117,6 +117,6 @@ mod tests {
         l.degraded("acks overdue");
         assert_eq!(l.state(), MqttLinkState::Degraded);
         assert_eq!(l.lost("reset"), Duration::from_millis(100));
-        assert_eq!(l.losses, 2);
+        assert_eq!(l.losses, 3);
     }
 }

@@ -248,15 +248,29 @@ pub struct AiMsg {
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RemoteCommand {
     /// Step 1 of a setpoint change.
-    SetPressure { mmhg: f64 },
-    SetFlow { lpm: f64 },
-    SetIntensity { pct: f64 },
+    SetPressure {
+        mmhg: f64,
+    },
+    SetFlow {
+        lpm: f64,
+    },
+    SetIntensity {
+        pct: f64,
+    },
     /// Step 2: apply what the request's reply announced.
-    Confirm { token: String },
+    Confirm {
+        token: String,
+    },
     /// Acknowledge an active alarm by key (`source/CODE`).
-    AckAlarm { key: String },
+    AckAlarm {
+        key: String,
+    },
     /// Exam info for the screen and archive (report terminal).
-    ExamInfo { number: String, sex: String, age: u32 },
+    ExamInfo {
+        number: String,
+        sex: String,
+        age: u32,
+    },
 }
 
 /// The schemas `endotower mqtt-schema` writes, by file name.

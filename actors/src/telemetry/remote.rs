@@ -139,7 +139,8 @@ impl Remote {
         }
         let token = self.token();
         let expires_in = Duration::from_millis(self.cfg.confirm_timeout_ms);
-        self.pending.insert(token.clone(), PendingSetpoint { client: client.to_string(), command: setpoint.clone(), expires: now + expires_in });
+        self.pending
+            .insert(token.clone(), PendingSetpoint { client: client.to_string(), command: setpoint.clone(), expires: now + expires_in });
         Decision::ConfirmRequired { token, apply: setpoint, expires_in }
     }
 }
@@ -208,7 +209,10 @@ mod tests {
 
     #[test]
     fn hz017_remote_control_disabled_rejects_everything() {
-        let mut r = Remote::new(RemoteConfig { enabled: false, allowed_clients: vec!["hmi".into()], confirm_timeout_ms: 5000 }, LimitsConfig::default());
+        let mut r = Remote::new(
+            RemoteConfig { enabled: false, allowed_clients: vec!["hmi".into()], confirm_timeout_ms: 5000 },
+            LimitsConfig::default(),
+        );
         assert!(reason(&r.handle("hmi", br#"{"command":"ack_alarm","key":"a/b"}"#, Instant::now())).contains("disabled"));
     }
 

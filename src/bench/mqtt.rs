@@ -57,8 +57,10 @@ async fn subscriber(
     topic: String,
     qos: QoS,
     keep: fn(&[u8]) -> Option<(String, u64)>,
-) -> Result<(Arc<AtomicU64>, Arc<Mutex<Vec<(String, u64, u64)>>>), MqttBenchError> {
-    let mut o = MqttOptions::new(format!("bench-sub-{}", std::process::id()), addr.ip().to_string(), addr.port());
+) -> Result<Subscriber, MqttBenchError> {
+    static SUBS: AtomicU64 = AtomicU64::new(0);
+    let id = format!("bench-sub-{}-{}", std::process::id(), SUBS.fetch_add(1, Ordering::Relaxed));
+    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
     o.set_keep_alive(Duration::from_secs(10));
     o.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut el) = AsyncClient::new(o, 64);
@@ -67,7 +69,7 @@ async fn subscriber(
     let kept = Arc::new(Mutex::new(Vec::new()));
     let (c, k) = (count.clone(), kept.clone());
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let _client = client;
         let mut ready = Some(ready_tx);
         loop {
@@ -92,7 +94,19 @@ async fn subscriber(
         .await
         .map_err(|_| MqttBenchError::Start("subscriber never subscribed".into()))?
         .ok();
-    Ok((count, kept))
+    Ok(Subscriber { count, kept, task })
+}
+
+struct Subscriber {
+    count: Arc<AtomicU64>,
+    kept: Arc<Mutex<Vec<(String, u64, u64)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 fn event_id(p: &[u8]) -> Option<(String, u64)> {
@@ -120,7 +134,8 @@ async fn alarms(cfg: &TowerConfig, addr: std::net::SocketAddr, n: usize) -> Resu
     let journal = Journal::open(tcfg.journal.clone(), dir.clone(), events.clone()).map_err(|e| MqttBenchError::Start(e.to_string()))?;
     events.add_sink(Arc::new(JournalSink(journal.clone())));
     let topics = Topics::new(&tower);
-    let (_count, kept) = subscriber(addr, topics.events(), QoS::AtLeastOnce, event_id).await?;
+    let sub = subscriber(addr, topics.events(), QoS::AtLeastOnce, event_id).await?;
+    let kept = sub.kept.clone();
     let args = TelemetryArgs {
         cfg: tcfg,
         tower_id: tower.clone(),
@@ -235,14 +250,22 @@ fn batch(seq: u64) -> TelemetryBatch {
 
 async fn telemetry(addr: std::net::SocketAddr, duration: Duration) -> Result<TelemetryRun, MqttBenchError> {
     let topic = Topics::new("bench").telemetry();
-    let (count, _) = subscriber(addr, topic.clone(), QoS::AtMostOnce, |_| None).await?;
+    let sub = subscriber(addr, topic.clone(), QoS::AtMostOnce, |_| None).await?;
+    let count = sub.count.clone();
     let o = MqttOptions::new(format!("bench-pub-{}", std::process::id()), addr.ip().to_string(), addr.port());
     let (client, mut el) = AsyncClient::new(o, 256);
     let poller = tokio::spawn(async move { while el.poll().await.is_ok() {} });
     let (t0, c0) = (Instant::now(), cpu_s());
     let mut sent = 0u64;
     let mut bytes = 0;
+    // Closed loop: at most WINDOW messages between publisher and subscriber,
+    // so the figure is what the path sustains, not what the broker drops.
+    const WINDOW: u64 = 64;
     while t0.elapsed() < duration {
+        if sent >= count.load(Ordering::Relaxed) + WINDOW {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
         let payload = serde_json::to_vec(&batch(sent)).unwrap_or_default();
         bytes = payload.len();
         if client.publish(topic.clone(), QoS::AtMostOnce, false, payload).await.is_err() {
@@ -250,19 +273,21 @@ async fn telemetry(addr: std::net::SocketAddr, duration: Duration) -> Result<Tel
         }
         sent += 1;
     }
+    let sending = t0.elapsed().as_secs_f64();
     // Let the tail arrive.
     let mut last = u64::MAX;
     while count.load(Ordering::Relaxed) != last {
         last = count.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (elapsed, cpu) = (t0.elapsed().as_secs_f64(), cpu_s() - c0);
+    let cpu = cpu_s() - c0;
     poller.abort();
+    drop(sub);
     let received = count.load(Ordering::Relaxed);
     Ok(TelemetryRun {
         sent,
         received,
-        per_s: received as f64 / elapsed,
+        per_s: received as f64 / sending,
         cpu_ms_per_1000: cpu * 1e3 / received.max(1) as f64 * 1000.0,
         bytes,
     })

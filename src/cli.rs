@@ -69,7 +69,7 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Run a benchmark: interlock, video, annotation, restart, display, enhance.
+    /// Run a benchmark: interlock, video, annotation, restart, display, enhance, mqtt.
     Bench {
         name: String,
         /// A shorter run (under 60 s).
@@ -83,6 +83,19 @@ enum Cmd {
     },
     /// Print the Modbus register maps as Markdown.
     Registers,
+    /// Run only the embedded MQTT broker (rumqttd), until Ctrl-C.
+    Broker {
+        /// Listen address (default: `telemetry.broker.bind` of the config).
+        #[arg(long)]
+        bind: Option<String>,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Write the JSON Schemas of every MQTT payload (docs/schema/*.json).
+    MqttSchema {
+        #[arg(long, default_value = "docs/schema")]
+        out: PathBuf,
+    },
     /// Evaluate a model on a held-out synthetic set: `detector`.
     Eval {
         name: String,
@@ -249,7 +262,11 @@ async fn sim(config: PathBuf) -> Result<()> {
 }
 
 fn bench_cmd(name: &str, quick: bool, json: bool, config: PathBuf) -> Result<()> {
-    let cfg = load(&config)?;
+    let mut cfg = load(&config)?;
+    if name != "mqtt" {
+        // The other benchmarks measure the tower without telemetry.
+        cfg.telemetry.enabled = false;
+    }
     let report = match name {
         "interlock" => bench::interlock::run(cfg, quick)?,
         "video" => bench::video::video(cfg, quick)?,
@@ -257,9 +274,38 @@ fn bench_cmd(name: &str, quick: bool, json: bool, config: PathBuf) -> Result<()>
         "restart" => bench::video::restart(cfg, quick)?,
         "display" => bench::display::display(cfg, quick)?,
         "enhance" => bench::enhance::enhance(cfg, quick)?,
-        other => bail!("unknown benchmark {other:?}; available: interlock, video, annotation, restart, display, enhance"),
+        "mqtt" => bench::mqtt::mqtt(cfg, quick)?,
+        other => bail!("unknown benchmark {other:?}; available: interlock, video, annotation, restart, display, enhance, mqtt"),
     };
     report.print(json);
+    Ok(())
+}
+
+/// `endotower broker`: the embedded broker alone (the tests' "embedded" broker).
+async fn broker(bind: Option<String>, config: PathBuf) -> Result<()> {
+    use endotower_actors::telemetry::config::BrokerConfig;
+    let (bind, max_connections) = match bind {
+        Some(b) => (b, 64),
+        None => match load(&config)?.telemetry.broker {
+            BrokerConfig::Embedded { bind, max_connections, .. } => (bind, max_connections),
+            BrokerConfig::External { .. } => bail!("{}: telemetry.broker is external; give --bind", config.display()),
+        },
+    };
+    let b = crate::embedded_broker::EmbeddedBroker::start(&bind, max_connections)?;
+    println!("mqtt broker listening on {}", b.addr);
+    wait_stop(None).await;
+    Ok(())
+}
+
+/// `endotower mqtt-schema`: one JSON Schema file per payload.
+fn mqtt_schema(out: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for (name, schema) in endotower_actors::telemetry::payloads::schemas() {
+        let path = out.join(name);
+        let text = serde_json::to_string_pretty(&schema)? + "\n";
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("{}", path.display());
+    }
     Ok(())
 }
 
@@ -285,6 +331,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             print!("{}", endotower_actors::registers::markdown());
             Ok(())
         }
+        Cmd::Broker { bind, config } => rt.block_on(broker(bind, config)),
+        Cmd::MqttSchema { out } => mqtt_schema(&out),
         Cmd::Eval { name, frames, seed, stride, json, config } => {
             let cfg = load(&config)?;
             match name.as_str() {

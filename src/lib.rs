@@ -16,12 +16,16 @@
 //! - [`dataset`]: `endotower dataset`, training data from the synthetic source.
 //! - [`snapshot`]: `endotower snapshot`, one composed frame as a PNG.
 //! - [`eval`]: `endotower eval detector`, accuracy on a held-out synthetic set.
+//! - [`mqtt`]: telemetry assembly (journal, broker, endpoint) for a tower.
+//! - [`embedded_broker`]: the in-process rumqttd broker and its health check.
 
 pub mod bench;
 pub mod cli;
 pub mod dataset;
+pub mod embedded_broker;
 pub mod eval;
 pub mod logging;
+pub mod mqtt;
 pub mod snapshot;
 pub mod tower;
 pub mod tower_config;

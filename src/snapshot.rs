@@ -25,6 +25,8 @@ pub async fn take(mut cfg: TowerConfig, at_s: f64, out: &Path) -> Result<Snapsho
         bail!("--at {at_s}: expected 0 ..= 3600 seconds");
     }
     cfg.video.display.output = OutputKind::Headless;
+    // One picture: no broker, no journal.
+    cfg.telemetry.enabled = false;
     if cfg.video.display.renderer == RendererChoice::None {
         cfg.video.display.renderer = RendererChoice::Auto;
     }

@@ -40,6 +40,7 @@ pub struct Tower {
     channels: DeviceChannels,
     safety: SafetySlot,
     video: VideoChannels,
+    telemetry: Option<crate::mqtt::TelemetryContext>,
 }
 
 fn device_links(cfg: &mut TowerConfig, dev: Device) -> [&mut LinkConfig; 2] {
@@ -108,8 +109,11 @@ impl Tower {
         let video = VideoChannels::default();
         video.exam.send_replace(cfg.video.exam.clone());
         video.enhance.switch.send_replace(cfg.video.enabled && cfg.video.enhance.enabled);
+        // Before any actor: the journal must see every event.
+        let telemetry = crate::mqtt::setup(&cfg, &events);
         let ctx = Arc::new(TreeContext {
             cfg: cfg.clone(),
+            telemetry: telemetry.clone(),
             events: events.clone(),
             setpoints: setpoints.clone(),
             channels: channels.clone(),
@@ -121,11 +125,15 @@ impl Tower {
             Ok(r) => r,
             Err(e) => {
                 safety.shutdown();
+                if let Some(t) = &telemetry {
+                    events.clear_sinks();
+                    t.journal.close();
+                }
                 return Err(e.into());
             }
         };
         tracing::info!(tower = %cfg.tower.id, set_pressure = d.insufflator.set_pressure_mmhg, intensity = d.light.intensity_pct, "tower started");
-        Ok(Tower { cfg, root, sim, events, setpoints, channels, safety, video })
+        Ok(Tower { cfg, root, sim, events, setpoints, channels, safety, video, telemetry })
     }
 
     /// The config in force (with the bound simulator addresses).
@@ -162,6 +170,10 @@ impl Tower {
     pub fn sim(&self) -> Option<&SimHost> {
         self.sim.as_ref()
     }
+    /// Telemetry (journal, broker endpoint, counters), when running.
+    pub fn telemetry(&self) -> Option<&crate::mqtt::TelemetryContext> {
+        self.telemetry.as_ref()
+    }
 
     /// Is the root supervisor still running (false after a root meltdown)?
     pub fn root_running(&self) -> bool {
@@ -195,6 +207,10 @@ impl Tower {
     /// Stop the tree, then the safety island, then the simulators.
     pub async fn shutdown(self) {
         let _ = self.root.stop_and_wait(Some("tower shutdown".into()), Some(Duration::from_secs(5))).await;
+        if let Some(t) = &self.telemetry {
+            self.events.clear_sinks();
+            t.journal.close();
+        }
         self.safety.shutdown();
         if let Some(sim) = self.sim {
             sim.stop();

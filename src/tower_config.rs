@@ -5,7 +5,8 @@
 use crate::video_config::VideoConfig;
 use endotower_actors::camera::CameraConfig;
 use endotower_actors::config::{check_int, ConfigError, InsufflatorConfig, LightConfig, LimitsConfig, SafetyConfig, SimpleDeviceConfig};
-use endotower_actors::supervisor::{ChildPolicy, SupervisorPolicy};
+use endotower_actors::supervisor::{ChildPolicy, RestartType, SupervisorPolicy};
+use endotower_actors::telemetry::config::TelemetryConfig;
 use endotower_sim::SimConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -51,6 +52,14 @@ pub struct ChildPolicies {
     pub inference: ChildPolicy,
     pub archive: ChildPolicy,
     pub enhance: ChildPolicy,
+    #[serde(default = "default_telemetry_policy")]
+    pub telemetry: ChildPolicy,
+    #[serde(default = "default_telemetry_policy")]
+    pub broker: ChildPolicy,
+}
+
+fn default_telemetry_policy() -> ChildPolicy {
+    ChildPolicy { restart: RestartType::Permanent, backoff_initial_ms: 100, backoff_max_ms: 5000, hang_timeout_ms: None }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +92,9 @@ pub struct TowerConfig {
     pub safety: SafetyConfig,
     pub video: VideoConfig,
     pub sim: SimSection,
+    /// Remote telemetry and control over MQTT (off when the section is absent).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// Why a config could not be used.
@@ -160,6 +172,8 @@ impl TowerConfig {
             ("selector", &c.selector),
             ("inference", &c.inference),
             ("archive", &c.archive),
+            ("telemetry", &c.telemetry),
+            ("broker", &c.broker),
         ] {
             p.validate(&format!("supervision.children.{name}"))?;
         }
@@ -169,6 +183,7 @@ impl TowerConfig {
         self.devices.pedal.validate("devices.pedal")?;
         self.safety.validate("safety")?;
         self.video.validate("video")?;
+        self.telemetry.validate("telemetry")?;
         self.sim.model.validate().map_err(|e| ConfigError::new("sim.model", e.to_string(), "a valid simulator model"))?;
         Ok(())
     }
@@ -199,6 +214,27 @@ mod tests {
         let t = default_text().replace("set_pressure_mmhg = 12.0", "set_pressure_mmhg = 12.0\nset_presure_mmhg = 12.0");
         let e = TowerConfig::from_toml(&t).unwrap_err().to_string();
         assert!(e.contains("set_presure_mmhg"), "{e}");
+    }
+
+    #[test]
+    fn telemetry_errors_name_the_field() {
+        let t = default_text().replace("sample_hz = 10.0", "sample_hz = 0.0");
+        let e = TowerConfig::from_toml(&t).unwrap_err().to_string();
+        assert!(e.contains("`telemetry.sample_hz` = 0"), "{e}");
+        let t = default_text().replace("[telemetry.remote]\nenabled = false", "[telemetry.remote]\nenabled = true");
+        let e = TowerConfig::from_toml(&t).unwrap_err().to_string();
+        assert!(e.contains("telemetry.remote.allowed_clients"), "{e}");
+        let t = default_text().replace("kind = \"embedded\"", "kind = \"embeded\"");
+        let e = TowerConfig::from_toml(&t).unwrap_err().to_string();
+        assert!(e.contains("telemetry.broker") && e.contains("embeded"), "{e}");
+    }
+
+    #[test]
+    fn shipped_config_runs_telemetry_on_the_embedded_broker_with_remote_control_off() {
+        let c = TowerConfig::from_toml(&default_text()).unwrap();
+        assert!(c.telemetry.enabled);
+        assert!(matches!(c.telemetry.broker, endotower_actors::telemetry::config::BrokerConfig::Embedded { .. }));
+        assert!(!c.telemetry.remote.enabled);
     }
 
     #[test]

@@ -19,7 +19,11 @@
 //!       ├─ selector   quality gate, freeze, pedal > freeze > auto, one in flight
 //!       └─ inference  ONNX Runtime worker thread, deadline, "AI offline" while down
 //! ```
-//! Telemetry (issue 5) plugs in as a further child of `root`.
+//! With `[telemetry] enabled`, two more children of `root`:
+//! ```text
+//! ├─ telemetry        MQTT client: journal replay, telemetry, remote commands
+//! └─ broker           health probe of the embedded broker (embedded only)
+//! ```
 
 use crate::tower_config::TowerConfig;
 use endotower_actors::camera::CameraControl;
@@ -50,6 +54,8 @@ use std::time::Duration;
 /// Everything the tree's children are built from; shared by all restarts.
 pub struct TreeContext {
     pub cfg: TowerConfig,
+    /// Telemetry, when enabled and its journal could be opened.
+    pub telemetry: Option<crate::mqtt::TelemetryContext>,
     pub events: EventBus,
     pub setpoints: Setpoints,
     pub channels: DeviceChannels,
@@ -291,7 +297,12 @@ pub fn root_spec(ctx: Arc<TreeContext>) -> SupervisorSpec {
                 // Idle between commands, so it has no liveness beat to watch.
                 liveness: None,
                 ..child(&ctx, "commands", &p.commands, |c, _| {
-                    let args = CommandArgs { limits: c.cfg.limits.clone(), setpoints: c.setpoints.clone(), events: c.events.clone() };
+                    let args = CommandArgs {
+                        limits: c.cfg.limits.clone(),
+                        setpoints: c.setpoints.clone(),
+                        events: c.events.clone(),
+                        exam: Some(c.video.exam.clone()),
+                    };
                     (CommandActor, args)
                 })
             },
@@ -311,5 +322,39 @@ pub fn root_spec(ctx: Arc<TreeContext>) -> SupervisorSpec {
         let video_ctx = ctx.clone();
         spec.children.push(supervisor_child("video", &p.video, Arc::new(move || video_spec(&video_ctx))));
     }
+    telemetry_children(&ctx, &mut spec);
     spec
+}
+
+/// The telemetry actor and, with the embedded broker, its health probe.
+fn telemetry_children(ctx: &Arc<TreeContext>, spec: &mut SupervisorSpec) {
+    use endotower_actors::telemetry::actor::{TelemetryActor, TelemetryArgs};
+    let Some(t) = &ctx.telemetry else { return };
+    let p = &ctx.cfg.supervision.children;
+    let tc = t.clone();
+    spec.children.push(child(ctx, "telemetry", &p.telemetry, move |c, liveness| {
+        let t = tc.clone();
+        let args = TelemetryArgs {
+            cfg: c.cfg.telemetry.clone(),
+            tower_id: c.cfg.tower.id.clone(),
+            endpoint: t.endpoint,
+            journal: t.journal,
+            events: c.events.clone(),
+            setpoints: c.setpoints.clone(),
+            channels: c.channels.clone(),
+            ai: c.cfg.video.enabled.then(|| c.video.ai.clone()),
+            limits: c.cfg.limits.clone(),
+            commands: c.actor_name("commands"),
+            supervisors: ["root", "devices", "video", "analysis"].iter().map(|n| c.actor_name(n)).collect(),
+            stats: t.stats,
+            liveness,
+        };
+        (TelemetryActor, args)
+    }));
+    if let Some((addr, interval)) = t.embedded {
+        spec.children.push(child(ctx, "broker", &p.broker, move |c, liveness| {
+            let args = crate::embedded_broker::BrokerHealthArgs { addr, interval, events: c.events.clone(), liveness };
+            (crate::embedded_broker::BrokerHealth, args)
+        }));
+    }
 }

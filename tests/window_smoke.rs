@@ -232,6 +232,8 @@ fn hz022_run_with_a_window_presents_frames_and_hmi_keys_go_through_the_command_p
         .env("WGPU_BACKEND", "vulkan")
         .env("ENDOTOWER__VIDEO__ARCHIVE__DIR", archive.to_str().unwrap())
         .env("NO_COLOR", "1")
+        // No broker on the fixed port and no journal in the checkout.
+        .env("ENDOTOWER__TELEMETRY__ENABLED", "false")
         .current_dir(root)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

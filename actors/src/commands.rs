@@ -7,17 +7,33 @@
 use crate::config::LimitsConfig;
 use crate::events::{EventBus, EventKind, Severity};
 use crate::setpoints::Setpoints;
+use crate::video::archive::ExamInfo;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use tokio::sync::watch;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
-    SetPressure { mmhg: f64 },
-    SetFlow { lpm: f64 },
-    SetIntensity { pct: f64 },
-    AckAlarm { key: String },
+    SetPressure {
+        mmhg: f64,
+    },
+    SetFlow {
+        lpm: f64,
+    },
+    SetIntensity {
+        pct: f64,
+    },
+    AckAlarm {
+        key: String,
+    },
+    /// Exam info pushed by the report terminal (shown on screen, stored with stills).
+    SetExam {
+        number: String,
+        sex: String,
+        age: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,6 +62,10 @@ pub enum Rejection {
     SafeState,
     #[error("no active alarm {0}")]
     UnknownAlarm(String),
+    #[error("exam {field}: {reason}")]
+    InvalidExam { field: &'static str, reason: String },
+    #[error("this command path has no exam channel")]
+    NoExamChannel,
 }
 
 /// What was applied.
@@ -69,7 +89,27 @@ pub fn validate(cmd: &Command, limits: &LimitsConfig) -> Result<(), Rejection> {
         Command::SetFlow { lpm } => range("set_flow", *lpm, 0.1, limits.max_flow_lpm, "L/min"),
         Command::SetIntensity { pct } => range("intensity", *pct, 0.0, limits.max_intensity_pct, "%"),
         Command::AckAlarm { .. } => Ok(()),
+        Command::SetExam { number, sex, age } => validate_exam(number, sex, *age),
     }
+}
+
+/// Exam info from outside: a non-empty number of letters, digits and `-_./`
+/// (it names archive files), sex F, M or X, age 0..=130.
+fn validate_exam(number: &str, sex: &str, age: u32) -> Result<(), Rejection> {
+    let bad = |field, reason: &str| Err(Rejection::InvalidExam { field, reason: reason.to_string() });
+    if number.trim().is_empty() {
+        return bad("number", "must not be empty");
+    }
+    if number.len() > 32 || !number.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+        return bad("number", "at most 32 letters, digits, '-', '_', '.' or '/'");
+    }
+    if !matches!(sex, "F" | "M" | "X") {
+        return bad("sex", "must be \"F\", \"M\" or \"X\"");
+    }
+    if age > 130 {
+        return bad("age", "must be 0 ..= 130 years");
+    }
+    Ok(())
 }
 
 /// Validate and apply a command to the shared setpoints.
@@ -80,8 +120,20 @@ pub fn apply(
     setpoints: &Setpoints,
     events: &EventBus,
 ) -> Result<Applied, Rejection> {
+    apply_to(cmd, source, limits, setpoints, events, None)
+}
+
+/// As [`apply`], with the exam channel for [`Command::SetExam`].
+pub fn apply_to(
+    cmd: &Command,
+    source: &CommandSource,
+    limits: &LimitsConfig,
+    setpoints: &Setpoints,
+    events: &EventBus,
+    exam: Option<&watch::Sender<ExamInfo>>,
+) -> Result<Applied, Rejection> {
     let result = validate(cmd, limits).and_then(|()| {
-        if setpoints.safe_state() && !matches!(cmd, Command::AckAlarm { .. }) {
+        if setpoints.safe_state() && !matches!(cmd, Command::AckAlarm { .. } | Command::SetExam { .. }) {
             return Err(Rejection::SafeState);
         }
         Ok(match cmd {
@@ -104,6 +156,11 @@ pub fn apply(
                 events.acknowledge(key).ok_or_else(|| Rejection::UnknownAlarm(key.clone()))?;
                 format!("acknowledged {key}")
             }
+            Command::SetExam { number, sex, age } => {
+                let exam = exam.ok_or(Rejection::NoExamChannel)?;
+                exam.send_replace(ExamInfo { number: number.clone(), sex: sex.clone(), age: *age });
+                format!("exam info {number} ({sex}, {age} y)")
+            }
         })
     });
     match &result {
@@ -125,6 +182,8 @@ pub struct CommandArgs {
     pub limits: LimitsConfig,
     pub setpoints: Setpoints,
     pub events: EventBus,
+    /// Where exam info goes (the video path's exam channel), if anywhere.
+    pub exam: Option<watch::Sender<ExamInfo>>,
 }
 
 /// The command path as an actor, so HMI and remote commands are serialised.
@@ -142,7 +201,7 @@ impl Actor for CommandActor {
     async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
         match msg {
             CommandMsg::Submit { source, command, reply } => {
-                let r = apply(&command, &source, &s.limits, &s.setpoints, &s.events);
+                let r = apply_to(&command, &source, &s.limits, &s.setpoints, &s.events, s.exam.as_ref());
                 let _ = reply.send(r);
             }
         }
@@ -177,6 +236,26 @@ mod tests {
         let limits = LimitsConfig::default();
         assert_eq!(apply(&Command::SetFlow { lpm: 5.0 }, &CommandSource::Hmi, &limits, &sp, &ev), Err(Rejection::SafeState));
         assert!(apply(&Command::AckAlarm { key: "safety/HZ-008".into() }, &CommandSource::Hmi, &limits, &sp, &ev).is_ok());
+    }
+
+    #[test]
+    fn exam_info_is_validated_then_published_on_the_exam_channel() {
+        let sp = Setpoints::new(12.0, 10.0, 80.0);
+        let ev = EventBus::new(16);
+        let limits = LimitsConfig::default();
+        let (tx, rx) = watch::channel(ExamInfo::default());
+        let src = CommandSource::Remote { client: "ris".into() };
+        let exam = |number: &str, sex: &str, age| Command::SetExam { number: number.into(), sex: sex.into(), age };
+        for (bad, field) in
+            [(exam("", "F", 40), "number"), (exam("E 1", "F", 40), "number"), (exam("E1", "Q", 40), "sex"), (exam("E1", "F", 200), "age")]
+        {
+            let r = apply_to(&bad, &src, &limits, &sp, &ev, Some(&tx));
+            assert!(matches!(&r, Err(Rejection::InvalidExam { field: f, .. }) if *f == field), "{bad:?}: {r:?}");
+        }
+        assert_eq!(*rx.borrow(), ExamInfo::default());
+        apply_to(&exam("E-2026-7", "M", 47), &src, &limits, &sp, &ev, Some(&tx)).unwrap();
+        assert_eq!(rx.borrow().number, "E-2026-7");
+        assert_eq!(apply(&exam("E1", "F", 1), &src, &limits, &sp, &ev), Err(Rejection::NoExamChannel));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! Alarms are edge-triggered: `raise` publishes only when the alarm is not
 //! already active, `clear` only when it is. The active set is kept here so the
 //! display and telemetry can show it at any time. Every publication is logged.
-//! Subscribers get a broadcast stream (the on-disk journal of the telemetry
-//! issue subscribes here).
+//! Subscribers get a broadcast stream, which may lag and lose events under
+//! load; a component that must see every event (the telemetry journal)
+//! registers an [`EventSink`] instead, called synchronously inside every
+//! publication, before the broadcast.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -14,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
 /// IEC 60601-1-8 alarm priority, plus plain information.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
@@ -23,7 +25,7 @@ pub enum Severity {
     High,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     AlarmRaised,
@@ -34,9 +36,11 @@ pub enum EventKind {
     Interlock,
     Command,
     Degradation,
+    /// A still was archived (pedal press).
+    Capture,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {
     pub seq: u64,
     /// Wall-clock time, ms since the Unix epoch.
@@ -62,12 +66,21 @@ struct Active {
     alarms: BTreeMap<String, (Event, bool)>,
 }
 
+/// A consumer that must see every event, in publication order per thread.
+/// Called synchronously inside [`EventBus`] publications, from whatever
+/// thread publishes (device actors, the safety island's alarm forwarder):
+/// it must not block (no I/O), only hand the event on.
+pub trait EventSink: Send + Sync {
+    fn record(&self, event: &Event);
+}
+
 /// The tower's event bus. Cheap to clone.
 #[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
     active: Arc<Mutex<Active>>,
     seq: Arc<AtomicU64>,
+    sinks: Arc<std::sync::RwLock<Vec<Arc<dyn EventSink>>>>,
 }
 
 impl Default for EventBus {
@@ -83,7 +96,17 @@ fn now_ms() -> u64 {
 impl EventBus {
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(16));
-        Self { tx, active: Arc::default(), seq: Arc::default() }
+        Self { tx, active: Arc::default(), seq: Arc::default(), sinks: Arc::default() }
+    }
+
+    /// Register a sink that sees every later event before any subscriber.
+    pub fn add_sink(&self, sink: Arc<dyn EventSink>) {
+        self.sinks.write().unwrap_or_else(|p| p.into_inner()).push(sink);
+    }
+
+    /// Remove every sink (tower shutdown).
+    pub fn clear_sinks(&self) {
+        self.sinks.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -113,6 +136,9 @@ impl EventBus {
             Severity::Info => {
                 tracing::info!(source = %e.source, code = %e.code, kind = ?e.kind, "{}", e.message)
             }
+        }
+        for sink in self.sinks.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            sink.record(&e);
         }
         // No receiver is not an error: the event is still logged and, for
         // alarms, held in the active set.
@@ -195,6 +221,25 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap().kind, EventKind::AlarmRaised);
         assert_eq!(rx.try_recv().unwrap().kind, EventKind::AlarmCleared);
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_sink_sees_every_event_even_when_the_broadcast_lags() {
+        struct Count(Mutex<Vec<u64>>);
+        impl EventSink for Count {
+            fn record(&self, e: &Event) {
+                self.0.lock().unwrap().push(e.seq);
+            }
+        }
+        let bus = EventBus::new(16);
+        let mut rx = bus.subscribe();
+        let sink = Arc::new(Count(Mutex::new(Vec::new())));
+        bus.add_sink(sink.clone());
+        for i in 0..100 {
+            bus.event(EventKind::Capture, Severity::Info, "archive", "CAPTURED", format!("{i}"));
+        }
+        assert_eq!(*sink.0.lock().unwrap(), (1..=100).collect::<Vec<u64>>());
+        assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
     }
 
     #[test]

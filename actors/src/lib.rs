@@ -27,6 +27,9 @@
 //! Video path (capture, display sink, analysis, ONNX inference, archive)
 //! - [`video`]: its own module map and graph.
 //!
+//! Telemetry (remote monitoring and control over MQTT)
+//! - [`telemetry`]: journal, topics, payloads, remote commands, the MQTT actor.
+//!
 //! Display (the surgeon's monitor)
 //! - [`display`]: overlay model, layout, CPU and wgpu compositors, golden images.
 //!
@@ -52,6 +55,7 @@ pub mod safety_island;
 pub mod setpoints;
 pub mod status_reporter;
 pub mod supervisor;
+pub mod telemetry;
 pub mod thread_priority;
 #[cfg(test)]
 mod tiny_fs;

@@ -6,6 +6,7 @@
 pub mod display;
 pub mod enhance;
 pub mod interlock;
+pub mod mqtt;
 pub mod video;
 
 use serde::Serialize;

@@ -18,6 +18,12 @@ pub fn test_config() -> TowerConfig {
     cfg.tower.id = format!("t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     cfg.tower.status_interval_ms = 500;
     cfg.safety.realtime_priority = false;
+    // Telemetry (an embedded broker, a journal directory) only where a test asks for it.
+    cfg.telemetry.enabled = false;
+    // No compositing: three towers per test binary on two cores would spend
+    // their time drawing overlays (tests/display_golden.rs and
+    // tests/window_smoke.rs cover the display).
+    cfg.video.display.renderer = endotower_actors::display::config::RendererChoice::None;
     let any = || Transport::Tcp { addr: "127.0.0.1:0".into() };
     let d = &mut cfg.devices;
     for l in [&mut d.insufflator.link, &mut d.light.link, &mut d.camera.link, &mut d.pedal.link] {

@@ -165,7 +165,7 @@ impl ArchiveState {
                     self.pending.pop_front();
                     self.events.clear("archive", "ARCHIVE_FAILED", "archive writable again");
                     self.events.event(
-                        EventKind::Command,
+                        EventKind::Capture,
                         Severity::Info,
                         "archive",
                         "CAPTURED",

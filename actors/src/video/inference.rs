@@ -74,6 +74,10 @@ pub struct InferenceHooks {
     pub hang_next_ms: AtomicU64,
     /// Replace the next output with NaN.
     pub nan_next: AtomicBool,
+    /// Observed, not injected: frames that arrived while another was in
+    /// flight and within its deadline (the one-in-flight rule broken; must
+    /// stay 0).
+    pub overlapping: AtomicU64,
 }
 
 pub enum InferenceMsg {
@@ -119,6 +123,7 @@ pub struct InferenceState {
     channels: AiChannels,
     events: EventBus,
     liveness: Liveness,
+    hooks: Arc<InferenceHooks>,
     _guard: OfflineOnDrop,
 }
 
@@ -204,6 +209,7 @@ impl Actor for InferenceActor {
             channels: a.channels,
             events: a.events,
             liveness: a.liveness,
+            hooks: a.hooks,
             _guard: guard,
         })
     }
@@ -212,6 +218,9 @@ impl Actor for InferenceActor {
         match msg {
             InferenceMsg::Infer(pick) => {
                 let seq = pick.frame.seq;
+                if s.in_flight.is_some_and(|(_, deadline)| Instant::now() < deadline) {
+                    s.hooks.overlapping.fetch_add(1, Ordering::Relaxed);
+                }
                 let deadline = Instant::now() + Duration::from_millis(s.cfg.deadline_ms);
                 match s.jobs.try_send(Job { pick, reply: myself.clone() }) {
                     Ok(()) => s.in_flight = Some((seq, deadline)),

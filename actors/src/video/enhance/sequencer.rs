@@ -105,7 +105,7 @@ mod tests {
     use std::sync::Arc;
 
     fn frame(seq: u64, at: Instant) -> FrameRef {
-        Arc::new(Frame::new(seq, at, 2, 2, PixelFormat::Rgb8, Arc::new(vec![seq as u8; 12])).unwrap())
+        Arc::new(Frame::new(seq, at, 16, 16, PixelFormat::Rgb8, Arc::new(vec![seq as u8; 16 * 16 * 3])).unwrap())
     }
 
     fn seqs(r: &[Release]) -> Vec<u64> {

@@ -1,0 +1,604 @@
+//! The on-disk journal of every alarm, event and command, written before any
+//! of them is published.
+//!
+//! - Append-only JSON lines (`seg-NNNNNNNNNN.jsonl`), one record a line, each
+//!   with a unique id `<boot>-<n>`; `n` grows across restarts.
+//! - A writer thread appends and fsyncs in batches (group commit): whoever
+//!   publishes an event only queues it, so no actor (and not the safety
+//!   island's alarm forwarder) ever waits on the disk.
+//! - A size cap with rotation: past `segment_bytes` a new segment starts;
+//!   past `max_bytes` the oldest segment is removed.
+//! - `acked` holds the position up to which every record was acknowledged by
+//!   the broker (QoS 1 PubAck). On start, every later record is loaded for
+//!   replay, in order.
+//! - A failed write (full disk) raises `JOURNAL_DISK_FULL` and keeps the
+//!   records in memory (bounded by `memory_records`), so they are still
+//!   published; the alarm clears on the next successful write.
+
+use super::config::JournalConfig;
+use crate::events::{Event, EventBus, EventSink, Severity};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// An alarm or event from the event bus.
+    Event,
+    /// A remote command and its outcome.
+    Command,
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Position in the journal, increasing across restarts.
+    pub n: u64,
+    /// Unique id, `<boot>-<n>`: subscribers de-duplicate replays by it.
+    pub id: String,
+    pub at_ms: u64,
+    pub stream: Stream,
+    pub body: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io { path: path.display().to_string(), source }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Counters for telemetry and tests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct JournalStats {
+    pub appended: u64,
+    pub written: u64,
+    pub write_failures: u64,
+    /// Records dropped from memory (memory_records exceeded): lost to the broker.
+    pub dropped: u64,
+    /// Unacknowledged records whose segment was removed by the size cap.
+    pub evicted_unacked: u64,
+    pub unacked: usize,
+    pub acked: u64,
+}
+
+struct Segment {
+    index: u64,
+    path: PathBuf,
+    bytes: u64,
+    last_n: u64,
+}
+
+struct State {
+    boot: String,
+    next_n: u64,
+    pending: VecDeque<Record>,
+    /// Written (or kept in memory after a failed write), awaiting PubAck.
+    ready: VecDeque<Record>,
+    /// Acknowledged out of order, ahead of the contiguous position.
+    acked_ahead: BTreeSet<u64>,
+    acked: u64,
+    acked_dirty: bool,
+    stop: bool,
+    stats: JournalStats,
+}
+
+struct Shared {
+    cfg: JournalConfig,
+    dir: PathBuf,
+    state: Mutex<State>,
+    wake: Condvar,
+    ready: tokio::sync::Notify,
+    events: EventBus,
+}
+
+/// Handle to the journal. Cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    shared: Arc<Shared>,
+    writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+fn segment_index(p: &Path) -> Option<u64> {
+    let name = p.file_name()?.to_str()?;
+    name.strip_prefix("seg-")?.strip_suffix(".jsonl")?.parse().ok()
+}
+
+fn segment_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("seg-{index:010}.jsonl"))
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    let mut v = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let p = entry.map_err(io_err(dir))?.path();
+        if let Some(i) = segment_index(&p) {
+            v.push((i, p));
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+impl Journal {
+    /// Open (or create) the journal in `cfg.dir`, load what was never
+    /// acknowledged, and start the writer thread. Alarms about the disk go to
+    /// `events`.
+    pub fn open(cfg: JournalConfig, dir: PathBuf, events: EventBus) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let acked_path = dir.join("acked");
+        let acked: u64 = match std::fs::read_to_string(&acked_path) {
+            Ok(s) => s.trim().parse().unwrap_or(0),
+            Err(_) => 0,
+        };
+        let mut segments = Vec::new();
+        let mut ready = VecDeque::new();
+        let mut max_n = acked;
+        for (index, path) in list_segments(&dir)? {
+            let f = File::open(&path).map_err(io_err(&path))?;
+            let bytes = f.metadata().map_err(io_err(&path))?.len();
+            let mut last_n = 0;
+            for line in BufReader::new(f).lines() {
+                let Ok(line) = line else { break };
+                // A torn last line (crash or full disk mid-write) is skipped.
+                let Ok(r) = serde_json::from_str::<Record>(&line) else {
+                    tracing::warn!(segment = %path.display(), "journal: skipping an unreadable line");
+                    continue;
+                };
+                last_n = last_n.max(r.n);
+                max_n = max_n.max(r.n);
+                if r.n > acked {
+                    ready.push_back(r);
+                }
+            }
+            segments.push(Segment { index, path, bytes, last_n });
+        }
+        if !ready.is_empty() {
+            tracing::info!(records = ready.len(), acked, "journal: records not yet acknowledged will be replayed");
+        }
+        let boot = format!("{:x}{:04x}", now_ms(), std::process::id() & 0xffff);
+        let state = State {
+            boot,
+            next_n: max_n + 1,
+            pending: VecDeque::new(),
+            ready,
+            acked_ahead: BTreeSet::new(),
+            acked,
+            acked_dirty: false,
+            stop: false,
+            stats: JournalStats { acked, ..Default::default() },
+        };
+        let shared =
+            Arc::new(Shared { cfg, dir, state: Mutex::new(state), wake: Condvar::new(), ready: tokio::sync::Notify::new(), events });
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("journal".into())
+                .spawn(move || Writer { shared, segments, file: None }.run())
+                .map_err(io_err(Path::new("journal thread")))?
+        };
+        Ok(Journal { shared, writer: Arc::new(Mutex::new(Some(writer))) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue a record; returns its id. Never blocks on the disk.
+    pub fn append(&self, stream: Stream, body: serde_json::Value) -> String {
+        let mut s = self.lock();
+        let n = s.next_n;
+        s.next_n += 1;
+        let id = format!("{}-{n}", s.boot);
+        s.pending.push_back(Record { n, id: id.clone(), at_ms: now_ms(), stream, body });
+        s.stats.appended += 1;
+        drop(s);
+        self.shared.wake.notify_one();
+        id
+    }
+
+    /// Up to `max` records after position `after`, in order, that are
+    /// written and not yet acknowledged.
+    pub fn records_after(&self, after: u64, max: usize) -> Vec<Record> {
+        let s = self.lock();
+        let start = s.ready.partition_point(|r| r.n <= after);
+        s.ready.iter().skip(start).take(max).cloned().collect()
+    }
+
+    /// The position every record up to which is acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.lock().acked
+    }
+
+    /// The broker acknowledged record `n`.
+    pub fn ack(&self, n: u64) {
+        let mut s = self.lock();
+        if n <= s.acked {
+            return;
+        }
+        s.acked_ahead.insert(n);
+        let mut moved = false;
+        while let Some(front) = s.ready.front().map(|r| r.n) {
+            if !s.acked_ahead.remove(&front) {
+                break;
+            }
+            s.ready.pop_front();
+            s.acked = front;
+            moved = true;
+        }
+        if moved {
+            let acked = s.acked;
+            s.acked_ahead.retain(|&x| x > acked);
+            s.stats.acked = acked;
+            s.acked_dirty = true;
+            drop(s);
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Wait until records may be ready to publish.
+    pub async fn wait_ready(&self) {
+        self.shared.ready.notified().await
+    }
+
+    pub fn stats(&self) -> JournalStats {
+        let s = self.lock();
+        JournalStats { unacked: s.ready.len() + s.pending.len(), ..s.stats.clone() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Write what is queued, then stop the writer thread.
+    pub fn close(&self) {
+        self.lock().stop = true;
+        self.shared.wake.notify_all();
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The event bus sink: every event becomes a journal record.
+pub struct JournalSink(pub Journal);
+
+impl EventSink for JournalSink {
+    fn record(&self, e: &Event) {
+        match serde_json::to_value(e) {
+            Ok(body) => {
+                self.0.append(Stream::Event, body);
+            }
+            Err(err) => tracing::error!("journal: cannot serialise event {}: {err}", e.seq),
+        }
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    segments: Vec<Segment>,
+    file: Option<File>,
+}
+
+const SOURCE: &str = "telemetry";
+
+impl Writer {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn run(mut self) {
+        let mut disk_alarm = false;
+        loop {
+            let (batch, acked) = {
+                let mut s = self.lock();
+                while s.pending.is_empty() && !s.acked_dirty && !s.stop {
+                    s = self.shared.wake.wait_timeout(s, Duration::from_secs(1)).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+                }
+                if s.stop && s.pending.is_empty() && !s.acked_dirty {
+                    break;
+                }
+                let acked = s.acked_dirty.then_some(s.acked);
+                s.acked_dirty = false;
+                (std::mem::take(&mut s.pending), acked)
+            };
+            if !batch.is_empty() {
+                let result = self.write_batch(&batch);
+                let evicted = match &result {
+                    Ok(()) => self.enforce_cap(),
+                    Err(_) => 0,
+                };
+                let (dropped, len) = {
+                    let mut s = self.lock();
+                    match &result {
+                        Ok(()) => s.stats.written += batch.len() as u64,
+                        Err(_) => s.stats.write_failures += 1,
+                    }
+                    s.stats.evicted_unacked += evicted;
+                    let mut dropped = 0;
+                    for r in batch {
+                        if s.ready.len() >= self.shared.cfg.memory_records {
+                            s.ready.pop_front();
+                            dropped += 1;
+                        }
+                        s.ready.push_back(r);
+                    }
+                    s.stats.dropped += dropped;
+                    (dropped, s.ready.len())
+                };
+                self.shared.ready.notify_one();
+                // Alarms are raised with no lock held: they come back here as records.
+                match result {
+                    Ok(()) if disk_alarm => {
+                        disk_alarm = false;
+                        self.shared.events.clear(SOURCE, "JOURNAL_DISK_FULL", "journal writable again");
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        if !disk_alarm {
+                            disk_alarm = true;
+                            self.shared.events.raise(
+                                SOURCE,
+                                "JOURNAL_DISK_FULL",
+                                Severity::Medium,
+                                format!("cannot write the alarm journal: {e}; {len} records kept in memory and still published"),
+                            );
+                        }
+                    }
+                }
+                if dropped > 0 {
+                    self.shared.events.raise(
+                        SOURCE,
+                        "JOURNAL_OVERFLOW",
+                        Severity::Medium,
+                        format!("{dropped} unacknowledged journal records dropped from memory (memory_records reached)"),
+                    );
+                }
+                if evicted > 0 {
+                    tracing::warn!(evicted, "journal: size cap removed a segment with unacknowledged records (kept in memory)");
+                }
+            }
+            if let Some(acked) = acked {
+                self.write_acked(acked);
+            }
+        }
+        if let Some(f) = &self.file {
+            let _ = f.sync_data();
+        }
+    }
+
+    fn current(&mut self) -> Result<&mut File, JournalError> {
+        let need_new = match self.segments.last() {
+            None => true,
+            Some(s) => s.bytes >= self.shared.cfg.segment_bytes,
+        };
+        if need_new || self.file.is_none() {
+            let (index, fresh) = match self.segments.last() {
+                Some(s) if !need_new => (s.index, false),
+                Some(s) => (s.index + 1, true),
+                None => (1, true),
+            };
+            let path = segment_path(&self.shared.dir, index);
+            let f = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+            if fresh {
+                self.segments.push(Segment { index, path, bytes: 0, last_n: 0 });
+                // Make the new file's directory entry durable too.
+                if let Ok(d) = File::open(&self.shared.dir) {
+                    let _ = d.sync_all();
+                }
+            }
+            self.file = Some(f);
+        }
+        self.file.as_mut().ok_or_else(|| JournalError::Io {
+            path: self.shared.dir.display().to_string(),
+            source: std::io::Error::other("no segment open"),
+        })
+    }
+
+    fn write_batch(&mut self, batch: &VecDeque<Record>) -> Result<(), JournalError> {
+        let mut buf = Vec::with_capacity(batch.len() * 256);
+        for r in batch {
+            serde_json::to_writer(&mut buf, r).map_err(|e| JournalError::Io { path: "record".into(), source: e.into() })?;
+            buf.push(b'\n');
+        }
+        let last_n = batch.back().map_or(0, |r| r.n);
+        self.current()?;
+        let seg = self.segments.last().map(|s| (s.path.clone(), s.bytes)).unwrap_or_default();
+        let f = self.current()?;
+        let result = f.write_all(&buf).and_then(|()| f.sync_data());
+        match result {
+            Ok(()) => {
+                if let Some(s) = self.segments.last_mut() {
+                    s.bytes += buf.len() as u64;
+                    s.last_n = last_n;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // No torn line: cut the segment back to its last whole record.
+                let _ = f.set_len(seg.1);
+                Err(JournalError::Io { path: seg.0.display().to_string(), source: e })
+            }
+        }
+    }
+
+    /// Remove the oldest segments past the size cap; returns how many
+    /// unacknowledged records they held.
+    fn enforce_cap(&mut self) -> u64 {
+        let acked = self.lock().acked;
+        let mut evicted = 0;
+        while self.segments.len() > 1 && self.segments.iter().map(|s| s.bytes).sum::<u64>() > self.shared.cfg.max_bytes {
+            let old = self.segments.remove(0);
+            if old.last_n > acked {
+                evicted += 1;
+            }
+            if let Err(e) = std::fs::remove_file(&old.path) {
+                tracing::warn!(segment = %old.path.display(), "journal: cannot remove an old segment: {e}");
+            }
+        }
+        evicted
+    }
+
+    fn write_acked(&self, acked: u64) {
+        // Not fsync'd: a lost update only means more replays, which
+        // subscribers de-duplicate by id.
+        let path = self.shared.dir.join("acked");
+        let tmp = self.shared.dir.join("acked.tmp");
+        let r = std::fs::write(&tmp, format!("{acked}\n")).and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = r {
+            tracing::debug!("journal: cannot record the acked position: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventKind;
+
+    fn cfg(dir: &Path) -> JournalConfig {
+        JournalConfig { dir: dir.to_path_buf(), max_bytes: 1 << 20, segment_bytes: 64 << 10, memory_records: 1000 }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("endotower-journal-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn wait_written(j: &Journal, n: usize) {
+        for _ in 0..500 {
+            if j.records_after(0, usize::MAX).len() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("records never written: {:?}", j.stats());
+    }
+
+    #[test]
+    fn every_event_is_journaled_in_order_and_unacked_records_survive_a_restart() {
+        let dir = temp("restart");
+        let bus = EventBus::new(16);
+        let j = Journal::open(cfg(&dir), dir.clone(), bus.clone()).unwrap();
+        bus.add_sink(Arc::new(JournalSink(j.clone())));
+        for i in 0..50 {
+            bus.raise("test", &format!("A{i}"), Severity::Low, "x");
+        }
+        wait_written(&j, 50);
+        let recs = j.records_after(0, usize::MAX);
+        let codes: Vec<String> = recs.iter().map(|r| r.body["code"].as_str().unwrap().to_string()).collect();
+        assert_eq!(codes, (0..50).map(|i| format!("A{i}")).collect::<Vec<_>>());
+        // The first 20 acknowledged (out of order), then a restart.
+        for r in recs.iter().take(20).rev() {
+            j.ack(r.n);
+        }
+        assert_eq!(j.acked(), recs[19].n);
+        bus.clear_sinks();
+        j.close();
+        let j2 = Journal::open(cfg(&dir), dir.clone(), bus.clone()).unwrap();
+        let again = j2.records_after(0, usize::MAX);
+        assert_eq!(again.len(), 30);
+        assert_eq!(again[0].id, recs[20].id, "replay starts at the first unacknowledged record, same id");
+        let id = j2.append(Stream::Command, serde_json::json!({"x": 1}));
+        assert!(id.ends_with(&format!("-{}", recs[49].n + 1)), "positions keep growing across restarts: {id}");
+        j2.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_size_cap_rotates_and_removes_the_oldest_segments() {
+        let dir = temp("cap");
+        let bus = EventBus::new(16);
+        let c = JournalConfig { dir: dir.clone(), max_bytes: 16 << 10, segment_bytes: 4 << 10, memory_records: 100_000 };
+        let j = Journal::open(c, dir.clone(), bus.clone()).unwrap();
+        for k in 0..20 {
+            for i in 0..20 {
+                j.append(Stream::Event, serde_json::json!({"i": k * 20 + i, "pad": "x".repeat(100)}));
+            }
+            wait_written(&j, (k + 1) * 20);
+        }
+        for r in j.records_after(0, usize::MAX) {
+            j.ack(r.n);
+        }
+        j.close();
+        let segs = list_segments(&dir).unwrap();
+        let total: u64 = segs.iter().map(|(_, p)| std::fs::metadata(p).unwrap().len()).sum();
+        assert!(segs.len() > 1 && total <= (16 << 10) + (4 << 10) + 256, "{} segments, {total} bytes", segs.len());
+        assert!(segs[0].0 > 1, "the first segments were removed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hz018_a_full_disk_raises_an_alarm_keeps_records_in_memory_and_recovers() {
+        crate::tiny_fs::on_tiny_fs(
+            "telemetry::journal::tests::hz018_a_full_disk_raises_an_alarm_keeps_records_in_memory_and_recovers",
+            64,
+            |dir| {
+                let bus = EventBus::new(4096);
+                let mut rx = bus.subscribe();
+                let jdir = dir.join("journal");
+                let c = JournalConfig { dir: jdir.clone(), max_bytes: 1 << 30, segment_bytes: 1 << 29, memory_records: 10_000 };
+                let j = Journal::open(c, jdir, bus.clone()).unwrap();
+                bus.add_sink(Arc::new(JournalSink(j.clone())));
+                // About 200 KiB of events into a 64 KiB filesystem.
+                for i in 0..1000 {
+                    bus.event(EventKind::Capture, Severity::Info, "archive", "CAPTURED", format!("{i} {}", "x".repeat(150)));
+                    if i % 50 == 0 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                let mut raised = false;
+                for _ in 0..500 {
+                    while let Ok(e) = rx.try_recv() {
+                        raised |= e.code == "JOURNAL_DISK_FULL" && e.kind == EventKind::AlarmRaised;
+                    }
+                    let kept = j.records_after(0, usize::MAX).iter().filter(|r| r.body["code"] == "CAPTURED").count();
+                    if raised && kept >= 1000 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                assert!(raised, "no JOURNAL_DISK_FULL alarm: {:?}", j.stats());
+                let recs = j.records_after(0, usize::MAX);
+                let captured = recs.iter().filter(|r| r.body["code"] == "CAPTURED").count();
+                assert_eq!(captured, 1000, "every record is still there to publish: {:?}", j.stats());
+                // Space comes back: acknowledge everything (the disk-full
+                // records leave memory), grow the filesystem, write again.
+                for r in &recs {
+                    j.ack(r.n);
+                }
+                let st = std::process::Command::new("mount").args(["-o", "remount,size=4m"]).arg(dir).status().unwrap();
+                assert!(st.success());
+                bus.event(EventKind::Capture, Severity::Info, "archive", "CAPTURED", "after");
+                let mut cleared = false;
+                for _ in 0..500 {
+                    while let Ok(e) = rx.try_recv() {
+                        cleared |= e.code == "JOURNAL_DISK_FULL" && e.kind == EventKind::AlarmCleared;
+                    }
+                    if cleared {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                assert!(cleared, "the alarm never cleared: {:?}", j.stats());
+                bus.clear_sinks();
+                j.close();
+            },
+        );
+    }
+}

@@ -343,6 +343,7 @@ fn telemetry_children(ctx: &Arc<TreeContext>, spec: &mut SupervisorSpec) {
             setpoints: c.setpoints.clone(),
             channels: c.channels.clone(),
             ai: c.cfg.video.enabled.then(|| c.video.ai.clone()),
+            enhance: c.cfg.video.enabled.then(|| c.video.enhance.clone()),
             limits: c.cfg.limits.clone(),
             commands: c.actor_name("commands"),
             supervisors: ["root", "devices", "video", "analysis"].iter().map(|n| c.actor_name(n)).collect(),

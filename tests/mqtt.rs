@@ -319,6 +319,9 @@ async fn telemetry_at_the_configured_rate(kind: Kind) {
     let s = &last["samples"][0];
     assert!(s["pressure_mmhg"].is_number() && s["led_temp_c"].is_number(), "{s}");
     assert_eq!(last["health"]["links"]["insufflator"], "connected");
+    // The enhancement stage reports its state ("disabled": no video in this config).
+    assert_eq!(last["health"]["enhancement"], "disabled", "{}", last["health"]);
+    assert!(last["health"]["enhanced_fraction"].is_number());
     assert_eq!(last["dropped_batches"], 0);
     tower.shutdown().await;
     let _ = std::fs::remove_dir_all(&journal);

@@ -61,8 +61,12 @@ pub fn enhance(cfg: TowerConfig, quick: bool) -> Result<BenchReport> {
     let secs = if quick { 8.0 } else { 40.0 };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (mut runs, mut all, mut notes) = (Vec::new(), Vec::new(), serde_json::Map::new());
-    for (label, on, budget_ms) in [("720p60 off", false, 25), ("720p60 on, budget 25 ms", true, 25), ("720p60 on, budget 50 ms", true, 50)]
-    {
+    for (label, on, budget_ms) in [
+        ("720p60 off", false, 16),
+        ("720p60 on, budget 16 ms", true, 16),
+        ("720p60 on, budget 33 ms", true, 33),
+        ("720p60 on, budget 50 ms", true, 50),
+    ] {
         let mut c = with_source(&cfg, 1280, 720, 60.0, RendererChoice::None);
         c.video.enhance.enabled = on;
         c.video.enhance.budget_ms = budget_ms;

@@ -153,6 +153,7 @@ async fn alarms(cfg: &TowerConfig, addr: std::net::SocketAddr, n: usize) -> Resu
         setpoints: Setpoints::new(12.0, 10.0, 80.0),
         channels: DeviceChannels::default(),
         ai: None,
+        enhance: None,
         limits: cfg.limits.clone(),
         commands: format!("{tower}.commands"),
         supervisors: Vec::new(),
@@ -237,6 +238,8 @@ fn batch(seq: u64) -> TelemetryBatch {
         health: Health {
             links,
             ai: "online".into(),
+            enhancement: "off".into(),
+            enhanced_fraction: 0.0,
             safe_state: false,
             active_alarms: 0,
             children_down: Vec::new(),

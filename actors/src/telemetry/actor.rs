@@ -30,6 +30,7 @@ use crate::events::{Event, EventBus, Severity};
 use crate::setpoints::Setpoints;
 use crate::supervisor::{ChildStatus, Liveness, SupervisorMsg};
 use crate::video::ai_state::{AiChannels, AiStatus};
+use crate::video::enhance::channels::{EnhanceChannels, EnhanceStatus};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rumqttc::{AsyncClient, ConnectionError, Event as MqttEvent, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use serde::Serialize;
@@ -88,6 +89,8 @@ pub struct TelemetryArgs {
     pub setpoints: Setpoints,
     pub channels: DeviceChannels,
     pub ai: Option<AiChannels>,
+    /// The enhancement stage (with video).
+    pub enhance: Option<EnhanceChannels>,
     pub limits: LimitsConfig,
     /// Registered name of the command path actor.
     pub commands: String,
@@ -180,6 +183,7 @@ struct Core {
     setpoints: Setpoints,
     channels: DeviceChannels,
     ai: Option<AiChannels>,
+    enhance: Option<EnhanceChannels>,
     commands: String,
     supervisors: Vec<String>,
     stats: Arc<TelemetryStats>,
@@ -267,6 +271,8 @@ impl Core {
             m("camera_temp_c", "float", "degC", "camera sensor temperature"),
             m("health.links.<device>", "string", "", "device link state"),
             m("health.ai", "string", "", "AI state"),
+            m("health.enhancement", "string", "", "enhancement stage state"),
+            m("health.enhanced_fraction", "float", "", "share of frames shown enhanced while the stage was active"),
             m("health.safe_state", "bool", "", "tower safe state latched"),
             m("health.active_alarms", "int", "", "active alarms"),
             m("health.children_down", "string", "", "supervised children not running"),
@@ -306,6 +312,17 @@ impl Core {
         }
     }
 
+    fn enhancement(&self) -> (String, f32) {
+        let Some(e) = self.enhance.as_ref() else { return ("disabled".into(), 0.0) };
+        let state = match &*e.status.borrow() {
+            EnhanceStatus::Off => "off",
+            EnhanceStatus::Starting => "starting",
+            EnhanceStatus::Active => "active",
+            EnhanceStatus::Offline { .. } => "offline",
+        };
+        (state.into(), e.stats.enhanced_fraction())
+    }
+
     async fn health(&self) -> Health {
         let mut links = BTreeMap::new();
         links.insert("insufflator".into(), self.channels.insufflator.borrow().link.to_string());
@@ -325,9 +342,12 @@ impl Core {
             }
         }
         let j = self.journal.stats();
+        let (enhancement, enhanced_fraction) = self.enhancement();
         Health {
             links,
             ai: self.ai_state(),
+            enhancement,
+            enhanced_fraction,
             safe_state: self.setpoints.safe_state(),
             active_alarms: self.events.active_alarms().len(),
             children_down: down,
@@ -655,6 +675,7 @@ async fn run(a: TelemetryArgs, mut stop: watch::Receiver<bool>) {
         setpoints: a.setpoints,
         channels: a.channels,
         ai: a.ai,
+        enhance: a.enhance,
         commands: a.commands,
         supervisors: a.supervisors,
         stats: a.stats,

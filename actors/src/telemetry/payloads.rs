@@ -185,6 +185,12 @@ pub struct Health {
     pub links: std::collections::BTreeMap<String, String>,
     /// `starting`, `online` or `offline`.
     pub ai: String,
+    /// The enhancement stage: `disabled` (no video), `off`, `starting`,
+    /// `active` or `offline`.
+    pub enhancement: String,
+    /// Share of the frames shown while the stage was active that were shown
+    /// enhanced (deblurred in time), since start.
+    pub enhanced_fraction: f32,
     pub safe_state: bool,
     pub active_alarms: usize,
     /// Children of the supervision tree not running now.

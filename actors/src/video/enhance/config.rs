@@ -31,7 +31,7 @@ impl Default for EnhanceConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            budget_ms: 25,
+            budget_ms: 16,
             hang_ms: 250,
             threads: 1,
             sharpness_model: "models/sharpness.onnx".into(),

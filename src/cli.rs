@@ -140,7 +140,7 @@ fn parse_size(s: &str) -> Result<(u32, u32)> {
     Ok((w, h))
 }
 
-fn load(path: &PathBuf) -> Result<TowerConfig> {
+fn load(path: &std::path::Path) -> Result<TowerConfig> {
     TowerConfig::load(path).map_err(anyhow::Error::from)
 }
 

@@ -18,8 +18,7 @@ pub struct PedalControl {
 impl PedalControl {
     /// The press count already published carries over an actor restart.
     pub fn new(tx: watch::Sender<PedalStatus>, presses: broadcast::Sender<PedalPress>) -> Self {
-        let mut status = PedalStatus::default();
-        status.presses = tx.borrow().presses;
+        let status = PedalStatus { presses: tx.borrow().presses, ..PedalStatus::default() };
         Self { baseline: None, status, tx, presses }
     }
 }

@@ -25,7 +25,7 @@ impl Pid {
 
     /// One step with `error = setpoint - measurement` over `dt` seconds.
     pub fn update(&mut self, error: f64, dt: f64) -> f64 {
-        if !error.is_finite() || !(dt > 0.0) {
+        if !error.is_finite() || dt.is_nan() || dt <= 0.0 {
             return self.output(0.0);
         }
         let derivative = self.last_error.map_or(0.0, |e| (error - e) / dt);

@@ -8,7 +8,7 @@
 //! namespace cannot be made, the test is skipped with a message, except under
 //! `CI`, where that is a failure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const DIR_ENV: &str = "ENDOTOWER_TINY_FS_DIR";
@@ -46,7 +46,7 @@ pub fn on_tiny_fs(test: &str, size_kib: u32, body: impl FnOnce(&Path)) {
     assert!(stdout.contains(RAN), "the body did not run (is {test:?} the test's full name?):\n{stdout}");
 }
 
-fn unavailable(dir: &PathBuf, why: &str) {
+fn unavailable(dir: &Path, why: &str) {
     let msg = format!("cannot mount a tmpfs on {} in a user+mount namespace (unshare -rm): {why}", dir.display());
     assert!(std::env::var_os("CI").is_none(), "{msg}; CI must run the disk-full tests");
     eprintln!("skipping disk-full test: {msg}");

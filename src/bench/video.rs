@@ -51,7 +51,7 @@ pub(super) async fn pass_through(cfg: TowerConfig, secs: f64, crash_every: Optio
         if tokio::time::timeout(Duration::from_millis(100), results.changed()).await.is_ok_and(|r| r.is_ok()) {
             results.borrow_and_update();
             n += 1;
-            if crash_every.is_some_and(|k| n % k == 0) {
+            if crash_every.is_some_and(|k| n.is_multiple_of(k)) {
                 if let Some(a) = tower.actor("inference") {
                     let _ = a.send_message(InferenceMsg::TestPanic);
                     crashes += 1;

@@ -228,7 +228,7 @@ impl Overlay {
             None => Some("not configured".into()),
         };
         let links_ok = devices.lines.iter().all(|l| l.link == LinkState::Connected);
-        let ready = links_ok && !i.safe_state && !alarm.as_ref().is_some_and(|a| a.priority == AlarmPriority::High);
+        let ready = links_ok && !i.safe_state && alarm.as_ref().is_none_or(|a| a.priority != AlarmPriority::High);
 
         Overlay {
             detections,

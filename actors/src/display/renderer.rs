@@ -7,8 +7,9 @@ use super::scene::Scene;
 use super::DisplayError;
 use crate::video::frame::Frame;
 
+// Both boxed: each holds a font system and caches, so the enum stays small.
 pub enum Renderer {
-    Cpu(CpuCompositor),
+    Cpu(Box<CpuCompositor>),
     Gpu(Box<GpuCompositor>),
 }
 
@@ -33,9 +34,9 @@ impl Renderer {
         };
         match choice {
             RendererChoice::None => None,
-            RendererChoice::Cpu => Some(Renderer::Cpu(CpuCompositor::new())),
-            RendererChoice::Auto => gpu(false).or_else(|| Some(Renderer::Cpu(CpuCompositor::new()))),
-            RendererChoice::Wgpu => gpu(true).or_else(|| Some(Renderer::Cpu(CpuCompositor::new()))),
+            RendererChoice::Cpu => Some(Renderer::Cpu(Box::default())),
+            RendererChoice::Auto => gpu(false).or_else(|| Some(Renderer::Cpu(Box::default()))),
+            RendererChoice::Wgpu => gpu(true).or_else(|| Some(Renderer::Cpu(Box::default()))),
         }
     }
 

@@ -183,6 +183,9 @@ fn hmi_key(key: &Key) -> Option<HmiKey> {
     }
 }
 
+/// Tells `open` that the window is up (with the proxy to wake it) or why not.
+type ReadySender = mpsc::Sender<Result<EventLoopProxy<Wake>, DisplayError>>;
+
 struct Live {
     window: Arc<Window>,
     presenter: Presenter,
@@ -195,7 +198,7 @@ struct App {
     slot: Arc<ComposedSlot>,
     hmi: Option<HmiPort>,
     stats: Arc<WindowStats>,
-    ready: Option<(mpsc::Sender<Result<EventLoopProxy<Wake>, DisplayError>>, EventLoopProxy<Wake>)>,
+    ready: Option<(ReadySender, EventLoopProxy<Wake>)>,
     closed: watch::Sender<bool>,
     live: Option<Live>,
 }

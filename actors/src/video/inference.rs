@@ -55,7 +55,7 @@ impl InferenceConfig {
         if d.classes.is_empty() {
             return Err(ConfigError::new(format!("{path}.detector.classes"), "[]", "at least one class"));
         }
-        if let Some((i, s)) = d.std.iter().enumerate().find(|(_, s)| !(**s > 0.0)) {
+        if let Some((i, s)) = d.std.iter().enumerate().find(|(_, s)| s.is_nan() || **s <= 0.0) {
             return Err(ConfigError::new(format!("{path}.detector.std[{i}]"), s, "a positive number"));
         }
         for c in &self.high_risk_classes {

@@ -122,7 +122,7 @@ mod tests {
     }
 
     fn checker(x: u32, y: u32) -> [u8; 3] {
-        if ((x / 8) + (y / 8)) % 2 == 0 {
+        if ((x / 8) + (y / 8)).is_multiple_of(2) {
             [200, 120, 110]
         } else {
             [90, 40, 40]

@@ -131,7 +131,7 @@ fn check_dim(field: &'static str, v: u32, lo: u32, hi: u32) -> Result<(), VideoE
     if !(lo..=hi).contains(&v) {
         return Err(bad(field, format!("must be within {lo}..={hi}, got {v}")));
     }
-    if v % 2 != 0 {
+    if !v.is_multiple_of(2) {
         return Err(bad(field, format!("must be even, got {v}")));
     }
     Ok(())

@@ -39,6 +39,11 @@ struct Pending {
 pub struct Sequencer {
     budget: Duration,
     pending: VecDeque<Pending>,
+    /// Verdicts for frames not queued yet (the worker took the frame from
+    /// the capture channel before the display did).
+    early: VecDeque<Verdict>,
+    /// Newest frame queued so far.
+    newest: u64,
 }
 
 /// Beyond this many queued frames the oldest leaves late at once (only a
@@ -47,19 +52,29 @@ const MAX_PENDING: usize = 16;
 
 impl Sequencer {
     pub fn new(budget: Duration) -> Self {
-        Self { budget, pending: VecDeque::new() }
+        Self { budget, pending: VecDeque::new(), early: VecDeque::new(), newest: 0 }
     }
 
     /// Queue a raw frame (frames arrive in capture order).
     pub fn push(&mut self, frame: FrameRef) {
         let deadline = frame.captured_at + self.budget;
-        self.pending.push_back(Pending { frame, deadline, verdict: None });
+        self.newest = self.newest.max(frame.seq);
+        // Early verdicts for frames the display never took are dropped here.
+        self.early.retain(|v| v.seq >= frame.seq);
+        let verdict = self.early.iter().position(|v| v.seq == frame.seq).and_then(|i| self.early.remove(i));
+        self.pending.push_back(Pending { frame, deadline, verdict });
     }
 
-    /// Attach a verdict to its frame; one for a frame already gone is ignored.
+    /// Attach a verdict to its frame. One for a frame already gone is
+    /// ignored; one for a frame not queued yet is kept until it comes.
     pub fn verdict(&mut self, v: Verdict) {
         if let Some(p) = self.pending.iter_mut().find(|p| p.frame.seq == v.seq) {
             p.verdict = Some(v);
+        } else if v.seq > self.newest {
+            if self.early.len() >= MAX_PENDING {
+                self.early.pop_front();
+            }
+            self.early.push_back(v);
         }
     }
 
@@ -144,6 +159,22 @@ mod tests {
         // A verdict for a frame already shown is ignored.
         s.verdict(Verdict { seq: 1, sharp_prob: 0.1, site: 0, enhanced: Some(frame(1, t0)) });
         assert_eq!(seqs(&s.release(t0 + Duration::from_millis(36), true)), vec![2]);
+    }
+
+    #[test]
+    fn a_verdict_that_comes_before_its_frame_is_kept_for_it() {
+        let t0 = Instant::now();
+        let mut s = Sequencer::new(Duration::from_millis(30));
+        s.push(frame(1, t0));
+        s.verdict(Verdict { seq: 3, sharp_prob: 0.1, site: 0, enhanced: Some(frame(3, t0)) });
+        s.verdict(Verdict { seq: 2, sharp_prob: 0.9, site: 0, enhanced: None });
+        s.verdict(Verdict { seq: 1, sharp_prob: 0.9, site: 0, enhanced: None });
+        // The display never takes frame 2 (latest wins) and goes on with 3.
+        s.push(frame(3, t0));
+        let r = s.release(t0, true);
+        assert_eq!(seqs(&r), vec![1, 3]);
+        assert!(matches!(r[1], Release::Enhanced(_)), "frame 3 keeps the verdict that came first");
+        assert!(s.early.is_empty(), "the verdict for the skipped frame 2 is dropped");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use endotower_actors::display::config::{OutputKind, RendererChoice};
 use endotower_actors::display::golden::write_png;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What was written.
 pub struct Snapshot {
@@ -33,16 +33,10 @@ pub async fn take(mut cfg: TowerConfig, at_s: f64, out: &Path) -> Result<Snapsho
     let tower = Tower::start(cfg).await.context("starting the tower")?;
     tokio::time::sleep(Duration::from_secs_f64(at_s)).await;
     let composed = tower.video().composed.clone();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let frame = loop {
-        if let Some(f) = composed.latest() {
-            break Some(f);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // The first picture, if none is there yet (waking on publication).
+    let mut published = composed.subscribe();
+    let _ = tokio::time::timeout(Duration::from_secs(5), published.wait_for(|seq| *seq > 0)).await;
+    let frame = composed.latest();
     tower.shutdown().await;
     let Some(f) = frame else { bail!("no frame was composed within {at_s} s + 5 s (is the video source delivering?)") };
     write_png(out, f.width, f.height, &f.rgba)?;

@@ -3,7 +3,7 @@
 
 use crate::tower_config::TowerConfig;
 use crate::tree::{root_spec, TreeContext};
-use endotower_actors::commands::{Applied, Command, CommandMsg, CommandSource, Rejection};
+use endotower_actors::commands::{self, Applied, Command, CommandSource, Rejection};
 use endotower_actors::config::{ConfigError, LinkConfig, Transport};
 use endotower_actors::device_actor::DeviceMsg;
 use endotower_actors::device_status::DeviceChannels;
@@ -160,7 +160,7 @@ impl Tower {
     /// from within the tower's runtime).
     pub fn hmi_port(&self) -> HmiPort {
         HmiPort::spawn(HmiTargets {
-            command_actor: format!("{}.commands", self.cfg.tower.id),
+            command_actor: self.command_actor(),
             setpoints: self.setpoints.clone(),
             events: self.events.clone(),
             pedal: self.channels.pedal_presses.clone(),
@@ -199,9 +199,12 @@ impl Tower {
 
     /// Submit a command through the validated command path.
     pub async fn submit(&self, source: CommandSource, command: Command) -> Option<Result<Applied, Rejection>> {
-        let cell = self.actor("commands")?;
-        let r: ActorRef<CommandMsg> = cell.into();
-        ractor::call_t!(r, |reply| CommandMsg::Submit { source, command, reply }, 1000).ok()
+        commands::submit(&self.command_actor(), source, command).await.ok()
+    }
+
+    /// Registered name of this tower's command path.
+    fn command_actor(&self) -> String {
+        format!("{}.commands", self.cfg.tower.id)
     }
 
     /// Stop the tree, then the safety island, then the simulators.

@@ -174,6 +174,23 @@ pub fn apply_to(
     result.map(|description| Applied { description })
 }
 
+/// Why a command did not reach the command path (not a rejection by it).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the command path {0} is not running")]
+    NotRunning(String),
+    #[error("the command path did not answer: {0}")]
+    NoAnswer(String),
+}
+
+/// Submit `command` to the command actor registered as `name`, looked up
+/// per call so a restarted actor is found; waits up to 1 s for its answer.
+pub async fn submit(name: &str, source: CommandSource, command: Command) -> Result<Result<Applied, Rejection>, SubmitError> {
+    let cell = ractor::registry::where_is(name).ok_or_else(|| SubmitError::NotRunning(name.to_string()))?;
+    let r: ActorRef<CommandMsg> = cell.into();
+    ractor::call_t!(r, |reply| CommandMsg::Submit { source, command, reply }, 1000).map_err(|e| SubmitError::NoAnswer(e.to_string()))
+}
+
 pub enum CommandMsg {
     Submit { source: CommandSource, command: Command, reply: RpcReplyPort<Result<Applied, Rejection>> },
 }

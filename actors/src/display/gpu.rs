@@ -58,21 +58,72 @@ fn gpu_err(what: &str, e: impl std::fmt::Display) -> DisplayError {
     DisplayError::Gpu(format!("{what}: {e}"))
 }
 
+/// An instance on the backends `WGPU_BACKEND` names (Vulkan by default).
+pub(super) fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::VULKAN);
+    wgpu::Instance::new(desc)
+}
+
+/// An adapter (able to present to `surface`, when given) and its device.
+pub(super) fn open_device(
+    instance: &wgpu::Instance,
+    surface: Option<&wgpu::Surface>,
+    label: &str,
+) -> Result<(wgpu::Adapter, wgpu::Device, wgpu::Queue), DisplayError> {
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        force_fallback_adapter: false,
+        compatible_surface: surface,
+        ..Default::default()
+    }))
+    .map_err(|e| {
+        let what = if surface.is_some() { "no adapter can present to this window" } else { "no adapter" };
+        gpu_err(
+            &format!("{what} on {:?} (is mesa-vulkan-drivers installed?)", wgpu::Backends::from_env().unwrap_or(wgpu::Backends::VULKAN)),
+            e,
+        )
+    })?;
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some(label),
+        required_limits: wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits()),
+        ..Default::default()
+    }))
+    .map_err(|e| gpu_err("request_device", e))?;
+    Ok((adapter, device, queue))
+}
+
+/// Bind group layout of a picture read texel for texel (binding 0, fragment
+/// stage, `textureLoad`) and a uniform (binding 1, seen by `uniform`).
+pub(super) fn picture_layout(device: &wgpu::Device, label: &str, uniform: wgpu::ShaderStages) -> wgpu::BindGroupLayout {
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries: &[
+            wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::FRAGMENT,
+                ty: wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: false,
+                },
+                count: None,
+            },
+            wgpu::BindGroupLayoutEntry {
+                binding: 1,
+                visibility: uniform,
+                ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
+                count: None,
+            },
+        ],
+    })
+}
+
 impl GpuCompositor {
     /// Open an adapter (backends from `WGPU_BACKEND`, Vulkan by default; no
     /// window) and build the pipelines.
     pub fn new() -> Result<GpuCompositor, DisplayError> {
-        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::VULKAN);
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = backends;
-        let instance = wgpu::Instance::new(desc);
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            force_fallback_adapter: false,
-            compatible_surface: None,
-            ..Default::default()
-        }))
-        .map_err(|e| gpu_err(&format!("no {backends:?} adapter (is mesa-vulkan-drivers installed?)"), e))?;
+        let (adapter, device, queue) = open_device(&instance(), None, "endotower display")?;
         let info = adapter.get_info();
         let summary = AdapterSummary {
             name: info.name.clone(),
@@ -80,12 +131,6 @@ impl GpuCompositor {
             driver: format!("{} {}", info.driver, info.driver_info),
             software: info.device_type == wgpu::DeviceType::Cpu,
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("endotower display"),
-            required_limits: wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits()),
-            ..Default::default()
-        }))
-        .map_err(|e| gpu_err("request_device", e))?;
         Ok(Self::with_device(device, queue, summary))
     }
 
@@ -94,31 +139,7 @@ impl GpuCompositor {
             label: Some("compositor"),
             source: wgpu::ShaderSource::Wgsl(include_str!("compositor.wgsl").into()),
         });
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("compositor"),
-            entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Texture {
-                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                        view_dimension: wgpu::TextureViewDimension::D2,
-                        multisampled: false,
-                    },
-                    count: None,
-                },
-                wgpu::BindGroupLayoutEntry {
-                    binding: 1,
-                    visibility: wgpu::ShaderStages::VERTEX,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    count: None,
-                },
-            ],
-        });
+        let layout = picture_layout(&device, "compositor", wgpu::ShaderStages::VERTEX);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("compositor"),
             bind_group_layouts: &[Some(&layout)],

@@ -14,11 +14,10 @@
 //! | Space | virtual foot pedal (target frame + still) |
 //! | E | enhancement stage on / off |
 
-use crate::commands::{Command, CommandMsg, CommandSource};
+use crate::commands::{self, Command, CommandSource};
 use crate::device_status::PedalPress;
 use crate::events::{EventBus, EventKind, Severity};
 use crate::setpoints::Setpoints;
-use ractor::ActorRef;
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub const PRESSURE_STEP_MMHG: f64 = 1.0;
@@ -140,16 +139,11 @@ impl HmiTargets {
     }
 
     async fn submit(&self, command: Command) {
-        let Some(cell) = ractor::registry::where_is(self.command_actor.clone()) else {
-            tracing::error!("hmi: command path {} is not running; {command:?} not applied", self.command_actor);
-            return;
-        };
-        let r: ActorRef<CommandMsg> = cell.into();
         // The command path logs and publishes the outcome itself.
-        match ractor::call_t!(r, |reply| CommandMsg::Submit { source: CommandSource::Hmi, command: command.clone(), reply }, 1000) {
+        match commands::submit(&self.command_actor, CommandSource::Hmi, command.clone()).await {
             Ok(Ok(a)) => tracing::info!("hmi: {}", a.description),
             Ok(Err(rej)) => tracing::warn!("hmi: {command:?} rejected: {rej}"),
-            Err(e) => tracing::error!("hmi: {command:?} not answered: {e}"),
+            Err(e) => tracing::error!("hmi: {command:?} not applied: {e}"),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! else; it never blocks the display sink (latest wins).
 
 use super::composed::{ComposedFrame, ComposedSlot};
+use super::gpu::{instance, open_device, picture_layout};
 use super::hmi::{HmiKey, HmiPort};
 use super::DisplayError;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -334,24 +335,10 @@ fn pick_format(formats: &[wgpu::TextureFormat]) -> Option<wgpu::TextureFormat> {
 
 impl Presenter {
     fn new(window: Arc<Window>, width: u32, height: u32) -> Result<Presenter, DisplayError> {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::VULKAN);
-        let instance = wgpu::Instance::new(desc);
+        let instance = instance();
         let surface = instance.create_surface(window).map_err(|e| werr("create surface", e))?;
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            force_fallback_adapter: false,
-            compatible_surface: Some(&surface),
-            ..Default::default()
-        }))
-        .map_err(|e| werr("no adapter can present to this window (is mesa-vulkan-drivers installed?)", e))?;
+        let (adapter, device, queue) = open_device(&instance, Some(&surface), "endotower window")?;
         let info = adapter.get_info();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("endotower window"),
-            required_limits: wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits()),
-            ..Default::default()
-        }))
-        .map_err(|e| werr("request_device", e))?;
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| tracing::error!("window: wgpu error: {e}")));
         let caps = surface.get_capabilities(&adapter);
         let format = pick_format(&caps.formats)
@@ -380,31 +367,7 @@ impl Presenter {
             label: Some("present"),
             source: wgpu::ShaderSource::Wgsl(include_str!("present.wgsl").into()),
         });
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("present"),
-            entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Texture {
-                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                        view_dimension: wgpu::TextureViewDimension::D2,
-                        multisampled: false,
-                    },
-                    count: None,
-                },
-                wgpu::BindGroupLayoutEntry {
-                    binding: 1,
-                    visibility: wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    count: None,
-                },
-            ],
-        });
+        let layout = picture_layout(&device, "present", wgpu::ShaderStages::FRAGMENT);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("present"),
             bind_group_layouts: &[Some(&layout)],

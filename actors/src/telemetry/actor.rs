@@ -23,7 +23,7 @@ use super::outbox::Outbox;
 use super::payloads::*;
 use super::remote::{Decision, Remote};
 use super::topics::Topics;
-use crate::commands::{Applied, Command, CommandMsg as CommandPathMsg, CommandSource, Rejection};
+use crate::commands::{self, Applied, Command, CommandSource, Rejection, SubmitError};
 use crate::config::LimitsConfig;
 use crate::device_status::DeviceChannels;
 use crate::events::{Event, EventBus, Severity};
@@ -561,15 +561,12 @@ impl Core {
     }
 
     async fn submit(&self, client: &str, command: Command) -> Result<Applied, String> {
-        let Some(cell) = ractor::registry::where_is(self.commands.clone()) else {
-            return Err("the command path is not running; try again".into());
-        };
-        let r: ActorRef<CommandPathMsg> = cell.into();
         let source = CommandSource::Remote { client: client.to_string() };
-        match ractor::call_t!(r, |reply| CommandPathMsg::Submit { source, command, reply }, 1000) {
+        match commands::submit(&self.commands, source, command).await {
             Ok(Ok(a)) => Ok(a),
             Ok(Err(rej)) => Err(rejection_text(&rej)),
-            Err(e) => Err(format!("the command path did not answer: {e}")),
+            Err(SubmitError::NotRunning(_)) => Err("the command path is not running; try again".into()),
+            Err(e @ SubmitError::NoAnswer(_)) => Err(e.to_string()),
         }
     }
 

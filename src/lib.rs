@@ -18,6 +18,7 @@
 //! - [`eval`]: `endotower eval detector`, accuracy on a held-out synthetic set.
 //! - [`mqtt`]: telemetry assembly (journal, broker, endpoint) for a tower.
 //! - [`embedded_broker`]: the in-process rumqttd broker and its health check.
+//! - [`scenario`]: failure-injection scenarios: files, runner, report, plots.
 
 pub mod bench;
 pub mod cli;
@@ -26,6 +27,7 @@ pub mod embedded_broker;
 pub mod eval;
 pub mod logging;
 pub mod mqtt;
+pub mod scenario;
 pub mod snapshot;
 pub mod tower;
 pub mod tower_config;

@@ -1,0 +1,1 @@
+//! PNG plots of a scenario trace (to be written).

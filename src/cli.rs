@@ -112,6 +112,11 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Failure-injection scenarios (conf/scenarios/, docs/fault-matrix.md).
+    Scenario {
+        #[command(subcommand)]
+        cmd: ScenarioCmd,
+    },
     /// Write a training/evaluation set from the synthetic endoscopy source:
     /// PPM frames plus `truth.jsonl` (see models/README.md).
     Dataset {
@@ -128,6 +133,62 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         stride: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ScenarioCmd {
+    /// Run a scenario: report.json, report.md and PNG plots in --out; the
+    /// exit status is non-zero when an invariant fails.
+    Run {
+        file: PathBuf,
+        /// Seed of the simulators and the random faults (default: the file's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory (default: scenario-runs/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run the slow physics in real time too (ignore the file's time_scale).
+        #[arg(long)]
+        realtime: bool,
+    },
+    /// Parse and check scenario files without running them.
+    Check { files: Vec<PathBuf> },
+}
+
+fn scenario_cmd(rt: &tokio::runtime::Runtime, cmd: ScenarioCmd) -> Result<()> {
+    use crate::scenario::{file::Scenario, journal_fs, runner};
+    match cmd {
+        ScenarioCmd::Check { files } => {
+            for f in &files {
+                let s = Scenario::load(f)?;
+                println!("{}: ok ({}: {} steps, {} invariants)", f.display(), s.name, s.timeline.len(), s.invariants.len());
+            }
+            Ok(())
+        }
+        ScenarioCmd::Run { file, seed, out, realtime } => {
+            let s = Scenario::load(&file)?;
+            let out = out.unwrap_or_else(|| PathBuf::from("scenario-runs").join(&s.name));
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            if let (Some(kib), None) = (s.journal_fs_kib, journal_fs::current()) {
+                // The journal needs its own small filesystem: run in a namespace.
+                std::process::exit(journal_fs::reexec_in_namespace(kib, &out)?);
+            }
+            let opts = runner::RunOptions { seed, out: out.clone(), realtime, progress: true, break_safety_island: false };
+            eprintln!("scenario {}: {}", s.name, s.description);
+            let report = rt.block_on(runner::run_and_report(&s, &opts))?;
+            for o in &report.invariants {
+                println!("{} {}: {}", if o.pass { "pass" } else { "FAIL" }, o.invariant, o.worst);
+            }
+            for a in report.timeline.iter().filter(|a| a.error.is_some() && !a.may_fail) {
+                println!("FAIL step at {:.2} s ({}): {}", a.at_s, a.label, a.error.as_deref().unwrap_or_default());
+            }
+            println!("{}: {} (report in {})", s.name, if report.pass { "PASS" } else { "FAIL" }, out.join("report.md").display());
+            if !report.pass {
+                bail!("scenario {} failed", s.name);
+            }
+            Ok(())
+        }
+    }
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32)> {
@@ -356,6 +417,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 other => bail!("unknown evaluation {other:?}; available: detector"),
             }
         }
+        Cmd::Scenario { cmd } => scenario_cmd(&rt, cmd),
         Cmd::Dataset { out, frames, seed, size, stride } => {
             let size = parse_size(&size)?;
             let cfg = endotower_sim::video::SyntheticConfig { seed, ..Default::default() };
@@ -370,7 +432,12 @@ fn dispatch(cli: Cli) -> Result<()> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // A benchmark prints its report; its per-event logs would drown it.
-    let default_filter = if matches!(cli.cmd, Cmd::Bench { .. }) { "warn,endotower_actors::events=off" } else { "info" };
+    // A scenario draws a progress bar; the injected faults' logs go to its report.
+    let default_filter = match cli.cmd {
+        Cmd::Bench { .. } => "warn,endotower_actors::events=off",
+        Cmd::Scenario { .. } => "off",
+        _ => "info",
+    };
     logging::init(cli.log_format, default_filter);
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ use endotower_actors::device_actor::DeviceMsg;
 use endotower_actors::device_status::DeviceChannels;
 use endotower_actors::display::hmi::{HmiPort, HmiTargets};
 use endotower_actors::events::EventBus;
+use endotower_actors::fault_injection::{FaultInjector, InjectedFault};
 use endotower_actors::safety_actor::SafetySlot;
 use endotower_actors::setpoints::Setpoints;
 use endotower_actors::supervisor::{ChildStatus, Supervisor, SupervisorMsg};
@@ -41,6 +42,7 @@ pub struct Tower {
     safety: SafetySlot,
     video: VideoChannels,
     telemetry: Option<crate::mqtt::TelemetryContext>,
+    faults: FaultInjector,
 }
 
 fn device_links(cfg: &mut TowerConfig, dev: Device) -> [&mut LinkConfig; 2] {
@@ -107,6 +109,7 @@ impl Tower {
         let channels = DeviceChannels::default();
         let safety = SafetySlot::default();
         let video = VideoChannels::default();
+        let faults = FaultInjector::default();
         video.exam.send_replace(cfg.video.exam.clone());
         video.enhance.switch.send_replace(cfg.video.enabled && cfg.video.enhance.enabled);
         // Before any actor: the journal must see every event.
@@ -120,6 +123,7 @@ impl Tower {
             safety: safety.clone(),
             video: video.clone(),
             source,
+            faults: faults.clone(),
         });
         let root = match Supervisor::spawn(root_spec(ctx), None).await {
             Ok(r) => r,
@@ -133,7 +137,7 @@ impl Tower {
             }
         };
         tracing::info!(tower = %cfg.tower.id, set_pressure = d.insufflator.set_pressure_mmhg, intensity = d.light.intensity_pct, "tower started");
-        Ok(Tower { cfg, root, sim, events, setpoints, channels, safety, video, telemetry })
+        Ok(Tower { cfg, root, sim, events, setpoints, channels, safety, video, telemetry, faults })
     }
 
     /// The config in force (with the bound simulator addresses).
@@ -188,6 +192,18 @@ impl Tower {
     /// Send a test hook to a device actor (`insufflator`, `light`, ...).
     pub fn inject(&self, device: &str, msg: DeviceMsg) -> bool {
         self.actor(device).is_some_and(|c| c.send_message(msg).is_ok())
+    }
+
+    /// Test hook: make the leaf actor `child` (`insufflator`, `inference`,
+    /// `commands`, ...) panic or hang on its next message. False if the tree
+    /// has no such actor.
+    pub fn inject_fault(&self, child: &str, fault: InjectedFault) -> bool {
+        self.faults.inject(child, fault)
+    }
+
+    /// The actors [`Tower::inject_fault`] accepts.
+    pub fn injectable_actors(&self) -> Vec<String> {
+        self.faults.children()
     }
 
     /// Per-child status of a supervisor (`root` or `devices`).

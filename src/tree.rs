@@ -33,6 +33,7 @@ use endotower_actors::device_status::DeviceChannels;
 use endotower_actors::display::config::RendererChoice;
 use endotower_actors::display::overlay_source::OverlaySource;
 use endotower_actors::events::{EventBus, Severity};
+use endotower_actors::fault_injection::{FaultInjector, Injectable};
 use endotower_actors::insufflator::InsufflatorControl;
 use endotower_actors::light::LightControl;
 use endotower_actors::pedal::PedalControl;
@@ -62,6 +63,8 @@ pub struct TreeContext {
     pub safety: SafetySlot,
     pub video: VideoChannels,
     pub source: SourceFactory,
+    /// Test hook: every leaf actor can be made to panic or hang.
+    pub faults: FaultInjector,
 }
 
 impl TreeContext {
@@ -82,7 +85,8 @@ impl TreeContext {
 }
 
 /// A child spawned linked to its supervisor under its namespaced name, with
-/// fresh arguments (and a fresh actor) on every (re)start.
+/// fresh arguments (and a fresh actor) on every (re)start, behind its
+/// fault-injection slot.
 fn child<A, F>(ctx: &Arc<TreeContext>, name: &str, policy: &ChildPolicy, make: F) -> ChildSpec
 where
     A: Actor,
@@ -91,12 +95,14 @@ where
     let liveness = Liveness::default();
     let (ctx, beat) = (ctx.clone(), liveness.clone());
     let actor_name = ctx.actor_name(name);
+    let slot = ctx.faults.slot(name);
     ChildSpec {
         name: name.to_string(),
         policy: policy.clone(),
         liveness: Some(liveness),
         start: Arc::new(move |sup| {
-            let (actor, args) = make(&ctx, beat.clone());
+            let (inner, args) = make(&ctx, beat.clone());
+            let actor = Injectable { inner, name: actor_name.clone(), slot: slot.clone() };
             let name = actor_name.clone();
             Box::pin(async move { Actor::spawn_linked(Some(name), actor, args, sup).await.map(|(r, _)| r.get_cell()) })
         }),
@@ -254,19 +260,17 @@ fn video_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
                 (EnhanceActor, args)
             }),
             supervisor_child("analysis", &p.analysis, Arc::new(move || analysis_spec(&analysis_ctx))),
-            ChildSpec {
-                liveness: None, // idle between presses
-                ..child(ctx, "archive", &p.archive, |c, _| {
-                    let args = ArchiveArgs {
-                        cfg: c.cfg.video.archive.clone(),
-                        exam: c.video.exam.subscribe(),
-                        picks: c.video.picks.subscribe(),
-                        results: c.video.ai.result.subscribe(),
-                        events: c.events.clone(),
-                    };
-                    (ArchiveActor, args)
-                })
-            },
+            child(ctx, "archive", &p.archive, |c, liveness| {
+                let args = ArchiveArgs {
+                    cfg: c.cfg.video.archive.clone(),
+                    exam: c.video.exam.subscribe(),
+                    picks: c.video.picks.subscribe(),
+                    results: c.video.ai.result.subscribe(),
+                    events: c.events.clone(),
+                    liveness: Some(liveness),
+                };
+                (ArchiveActor, args)
+            }),
         ],
     }
 }
@@ -293,19 +297,16 @@ pub fn root_spec(ctx: Arc<TreeContext>) -> SupervisorSpec {
                 (SafetyActor, args)
             }),
             devices,
-            ChildSpec {
-                // Idle between commands, so it has no liveness beat to watch.
-                liveness: None,
-                ..child(&ctx, "commands", &p.commands, |c, _| {
-                    let args = CommandArgs {
-                        limits: c.cfg.limits.clone(),
-                        setpoints: c.setpoints.clone(),
-                        events: c.events.clone(),
-                        exam: Some(c.video.exam.clone()),
-                    };
-                    (CommandActor, args)
-                })
-            },
+            child(&ctx, "commands", &p.commands, |c, liveness| {
+                let args = CommandArgs {
+                    limits: c.cfg.limits.clone(),
+                    setpoints: c.setpoints.clone(),
+                    events: c.events.clone(),
+                    exam: Some(c.video.exam.clone()),
+                    liveness: Some(liveness),
+                };
+                (CommandActor, args)
+            }),
             child(&ctx, "status", &p.status, |c, liveness| {
                 let args = StatusArgs {
                     channels: c.channels.clone(),

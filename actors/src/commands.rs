@@ -193,6 +193,8 @@ pub async fn submit(name: &str, source: CommandSource, command: Command) -> Resu
 
 pub enum CommandMsg {
     Submit { source: CommandSource, command: Command, reply: RpcReplyPort<Result<Applied, Rejection>> },
+    /// Liveness tick: an idle command path still proves it is not hung.
+    Beat,
 }
 
 pub struct CommandArgs {
@@ -201,6 +203,8 @@ pub struct CommandArgs {
     pub events: EventBus,
     /// Where exam info goes (the video path's exam channel), if anywhere.
     pub exam: Option<watch::Sender<ExamInfo>>,
+    /// Beaten on every message, a tick included (hang detection).
+    pub liveness: Option<crate::supervisor::Liveness>,
 }
 
 /// The command path as an actor, so HMI and remote commands are serialised.
@@ -211,16 +215,24 @@ impl Actor for CommandActor {
     type State = CommandArgs;
     type Arguments = CommandArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: CommandArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: CommandArgs) -> Result<Self::State, ActorProcessingErr> {
+        if let Some(l) = &args.liveness {
+            l.beat();
+            myself.send_interval(std::time::Duration::from_millis(100), || CommandMsg::Beat);
+        }
         Ok(args)
     }
 
     async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if let Some(l) = &s.liveness {
+            l.beat();
+        }
         match msg {
             CommandMsg::Submit { source, command, reply } => {
                 let r = apply_to(&command, &source, &s.limits, &s.setpoints, &s.events, s.exam.as_ref());
                 let _ = reply.send(r);
             }
+            CommandMsg::Beat => {}
         }
         Ok(())
     }

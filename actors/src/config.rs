@@ -273,6 +273,11 @@ pub struct SafetyConfig {
     /// A device whose last fresh, valid, in-range reading is older than this
     /// gets safe outputs.
     pub stale_ms: u64,
+    /// A pressure reading whose raw value has not changed for this long,
+    /// while SAMPLE_SEQ moves, is a stuck sensor and counts as missing
+    /// (real sensor noise always moves the last digit). 0 switches it off.
+    #[serde(default = "default_stuck_ms")]
+    pub stuck_ms: u64,
     /// Heartbeats to camera and pedal (no interlocks there) are sent this often.
     pub aux_heartbeat_ms: u64,
     /// Inflow is inhibited at P >= P1 + this, independent of the control loop.
@@ -295,6 +300,10 @@ pub struct SafetyConfig {
     pub pedal: LinkConfig,
 }
 
+fn default_stuck_ms() -> u64 {
+    500
+}
+
 impl SafetyConfig {
     pub fn period(&self) -> Duration {
         Duration::from_micros(self.period_us)
@@ -304,6 +313,9 @@ impl SafetyConfig {
         check_int(&format!("{path}.period_us"), self.period_us, 500, 100_000, "us")?;
         check_int(&format!("{path}.timeout_us"), self.timeout_us, 100, self.period_us, "us (<= period_us)")?;
         check_int(&format!("{path}.stale_ms"), self.stale_ms, 1, 250, "ms (must stay under the 300 ms device fail-safe)")?;
+        if self.stuck_ms != 0 {
+            check_int(&format!("{path}.stuck_ms"), self.stuck_ms, 50, 10_000, "ms (0 = off)")?;
+        }
         check_int(&format!("{path}.aux_heartbeat_ms"), self.aux_heartbeat_ms, 1, 250, "ms")?;
         check_range(&format!("{path}.overpressure_margin_mmhg"), self.overpressure_margin_mmhg, 0.5, 9.0, "mmHg")?;
         let [lo, hi] = self.pressure_span_mmhg;

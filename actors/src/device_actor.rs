@@ -8,7 +8,7 @@
 //! survives restarts.
 
 use crate::config::LinkConfig;
-use crate::events::EventBus;
+use crate::events::{EventBus, Severity};
 use crate::link::{LinkState, ModbusLink};
 use crate::setpoints::Setpoints;
 use crate::supervisor::Liveness;
@@ -108,6 +108,16 @@ impl<C: DeviceControl> DeviceState<C> {
             }
         }
         self.control.publish(self.link.state(), self.polls);
+        // The operator sees a lost device link (edge-triggered alarm).
+        match self.link.state() {
+            LinkState::Lost => {
+                self.events.raise(&self.name, "LINK_LOST", Severity::Medium, format!("{}: Modbus link lost; reconnecting", self.name));
+            }
+            LinkState::Connected => {
+                self.events.clear(&self.name, "LINK_LOST", format!("{}: Modbus link back", self.name));
+            }
+            LinkState::Connecting | LinkState::Degraded => {}
+        }
     }
 }
 

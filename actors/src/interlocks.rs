@@ -128,6 +128,7 @@ pub(crate) mod tests {
             period_us: 2000,
             timeout_us: 1500,
             stale_ms: 20,
+            stuck_ms: 500,
             aux_heartbeat_ms: 50,
             overpressure_margin_mmhg: 2.0,
             pressure_span_mmhg: [-10.0, 80.0],

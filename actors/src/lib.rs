@@ -10,6 +10,7 @@
 //!
 //! Supervision
 //! - [`supervisor`]: restart types, strategies, intensity, hang kill, meltdown.
+//! - [`fault_injection`]: test hook: make any supervised actor panic or hang.
 //!
 //! Device plane (ractor actors on the main runtime)
 //! - [`link`]: Modbus link state machine (Connecting/Connected/Degraded/Lost).
@@ -43,6 +44,7 @@ pub mod device_actor;
 pub mod device_status;
 pub mod display;
 pub mod events;
+pub mod fault_injection;
 pub mod insufflator;
 pub mod interlocks;
 pub mod light;

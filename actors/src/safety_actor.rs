@@ -9,29 +9,38 @@
 
 use crate::config::SafetyConfig;
 use crate::events::{EventBus, Severity};
-use crate::safety_island::SafetyIsland;
+use crate::safety_island::{IslandTestHooks, SafetyIsland};
 use crate::setpoints::Setpoints;
 use crate::supervisor::Liveness;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Holds the running island across safety-actor restarts.
+/// Holds the running island across safety-actor restarts, and the island's
+/// test hooks across island replacements.
 #[derive(Clone, Default)]
-pub struct SafetySlot(Arc<Mutex<Option<SafetyIsland>>>);
+pub struct SafetySlot {
+    island: Arc<Mutex<Option<SafetyIsland>>>,
+    hooks: Arc<IslandTestHooks>,
+}
 
 impl SafetySlot {
     /// Run `f` on the island, if one is running.
     pub fn with<R>(&self, f: impl FnOnce(&SafetyIsland) -> R) -> Option<R> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(f)
+        self.island.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(f)
+    }
+
+    /// The test hooks of every island this slot runs.
+    pub fn hooks(&self) -> &IslandTestHooks {
+        &self.hooks
     }
 
     fn take(&self) -> Option<SafetyIsland> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.island.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     fn put(&self, island: SafetyIsland) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(island);
+        *self.island.lock().unwrap_or_else(|p| p.into_inner()) = Some(island);
     }
 
     /// Stop the island (tower shutdown only).
@@ -64,7 +73,7 @@ pub enum SafetyMsg {
 pub struct SafetyActor;
 
 fn start_island(a: &SafetyArgs) -> Result<(), ActorProcessingErr> {
-    let island = SafetyIsland::start(a.cfg.clone(), a.setpoints.clone(), a.events.clone())?;
+    let island = SafetyIsland::start_with_hooks(a.cfg.clone(), a.setpoints.clone(), a.events.clone(), a.slot.hooks.clone())?;
     a.slot.put(island);
     Ok(())
 }

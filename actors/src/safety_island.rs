@@ -49,6 +49,10 @@ pub struct IslandTestHooks {
     /// Block the island thread for this many ms in the next cycle, as a
     /// deadlock would (the safety actor must replace the island).
     pub stall_next_cycle_ms: AtomicU64,
+    /// A deliberately broken island: it keeps its period and heartbeats but
+    /// writes no interlock (SAFETY_CMD 0, SAFETY_CAP 100) and raises nothing.
+    /// Only for the test that proves the scenario suite catches it.
+    pub interlocks_disabled: AtomicBool,
 }
 
 /// A running safety island thread.
@@ -65,11 +69,14 @@ struct DeviceFreshness {
     last_seq: Option<u16>,
     last_fresh: Option<Instant>,
     value: Option<(f64, f64)>,
+    /// Stuck-sensor check: the value and when it last changed.
+    stuck_after: Option<Duration>,
+    last_change: Option<Instant>,
 }
 
 impl DeviceFreshness {
-    fn new() -> Self {
-        Self { last_seq: None, last_fresh: None, value: None }
+    fn new(stuck_after: Option<Duration>) -> Self {
+        Self { last_seq: None, last_fresh: None, value: None, stuck_after, last_change: None }
     }
 
     /// Take a reading: `value` is `None` when invalid or implausible.
@@ -77,6 +84,9 @@ impl DeviceFreshness {
         let moved = self.last_seq != Some(seq);
         self.last_seq = Some(seq);
         if let (true, Some(v)) = (moved, value) {
+            if self.value != Some(v) || self.last_change.is_none() {
+                self.last_change = Some(now);
+            }
             self.last_fresh = Some(now);
             self.value = Some(v);
         } else if value.is_none() {
@@ -84,9 +94,14 @@ impl DeviceFreshness {
         }
     }
 
+    /// The reading, unless stale, missing or stuck.
     fn current(&self, now: Instant, stale: Duration) -> Option<(f64, f64)> {
+        let stuck = match (self.stuck_after, self.last_change) {
+            (Some(limit), Some(t)) => now.duration_since(t) > limit,
+            _ => false,
+        };
         match self.last_fresh {
-            Some(t) if now.duration_since(t) <= stale => self.value,
+            Some(t) if now.duration_since(t) <= stale && !stuck => self.value,
             _ => None,
         }
     }
@@ -133,6 +148,7 @@ impl Loop {
         trips_tx: SyncSender<Trip>,
     ) -> Self {
         let t = Duration::from_micros(cfg.timeout_us);
+        let stuck = (cfg.stuck_ms > 0).then(|| Duration::from_millis(cfg.stuck_ms));
         Self {
             ins_link: make_link("insufflator", &cfg.insufflator, t),
             light_link: make_link("light", &cfg.light, t),
@@ -144,8 +160,8 @@ impl Loop {
             hooks,
             trips_tx,
             backlog: Vec::new(),
-            ins_fresh: DeviceFreshness::new(),
-            light_fresh: DeviceFreshness::new(),
+            ins_fresh: DeviceFreshness::new(stuck),
+            light_fresh: DeviceFreshness::new(None),
             ins_il: InsufflationInterlock::default(),
             light_il: LightInterlock::default(),
             heartbeat: 0,
@@ -209,7 +225,12 @@ impl Loop {
         let safe_state = self.setpoints.safe_state();
         let pressure = self.ins_fresh.current(now, stale).map(|v| v.0);
         let cmd = self.ins_il.update(pressure, self.setpoints.pressure_mmhg(), &self.cfg, safe_state, &mut trips);
-        let cap = self.light_il.update(self.light_fresh.current(now, stale), &self.cfg, safe_state, &mut trips);
+        let mut cap = self.light_il.update(self.light_fresh.current(now, stale), &self.cfg, safe_state, &mut trips);
+        let mut cmd = cmd;
+        if self.hooks.interlocks_disabled.load(Ordering::Relaxed) {
+            (cmd, cap) = (0, 100);
+            trips.clear();
+        }
         self.heartbeat = self.heartbeat.wrapping_add(1);
         let hb = self.heartbeat;
         let (ins_words, light_words) = ([cmd, hb], [cap, hb]);
@@ -288,9 +309,19 @@ const ISLAND_THREAD: &str = "safety-island";
 impl SafetyIsland {
     /// Start the island thread. Fails only if the OS cannot create a thread.
     pub fn start(cfg: SafetyConfig, setpoints: Setpoints, events: EventBus) -> std::io::Result<SafetyIsland> {
+        Self::start_with_hooks(cfg, setpoints, events, Arc::default())
+    }
+
+    /// As [`SafetyIsland::start`], with test hooks that outlive this island
+    /// (kept by the [`crate::safety_actor::SafetySlot`] across replacements).
+    pub fn start_with_hooks(
+        cfg: SafetyConfig,
+        setpoints: Setpoints,
+        events: EventBus,
+        hooks: Arc<IslandTestHooks>,
+    ) -> std::io::Result<SafetyIsland> {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(IslandStats::default());
-        let hooks = Arc::new(IslandTestHooks::default());
         let (tx, rx) = sync_channel(1024);
         std::thread::Builder::new().name("safety-alarms".into()).spawn(move || forward_trips(rx, events))?;
         let period = cfg.period();

@@ -14,6 +14,11 @@ pub struct SimConfig {
     pub physics_period_us: u64,
     /// A device whose HEARTBEAT word has not changed for this long fails safe.
     pub heartbeat_timeout_ms: u64,
+    /// Slow processes (LED and cable-tip heating, CO2 cylinder use) run this
+    /// many times faster than real time, so a scenario can cover an hour of
+    /// procedure in minutes. Pressure, flow and current dynamics, which the
+    /// control and safety loops act on, always run in real time. 1 = real.
+    pub slow_time_scale: f64,
     pub insufflator: InsufflatorModel,
     pub light: LightModel,
     pub camera: CameraModel,
@@ -25,6 +30,7 @@ impl Default for SimConfig {
             seed: 1,
             physics_period_us: 1000,
             heartbeat_timeout_ms: 300,
+            slow_time_scale: 1.0,
             insufflator: InsufflatorModel::default(),
             light: LightModel::default(),
             camera: CameraModel::default(),
@@ -192,6 +198,13 @@ impl SimConfig {
             });
         }
         nonzero("heartbeat_timeout_ms", self.heartbeat_timeout_ms)?;
+        if !(self.slow_time_scale.is_finite() && (1.0..=1000.0).contains(&self.slow_time_scale)) {
+            return Err(SimConfigError {
+                field: "slow_time_scale",
+                value: self.slow_time_scale.to_string(),
+                reason: "must be within 1..=1000 (1 = real time)",
+            });
+        }
 
         let i = &self.insufflator;
         positive("insufflator.compliance_l_per_mmhg", i.compliance_l_per_mmhg)?;

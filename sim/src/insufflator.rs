@@ -74,6 +74,8 @@ pub(crate) struct Insufflator {
     gas_used_l: f64,
     duty_applied: u16,
     seq: u16,
+    /// Cylinder use runs this many times faster than real time (scenarios).
+    slow_scale: f64,
     /// When the effective relief valve last went closed -> open by a write.
     pub(crate) last_vent_open: Option<Instant>,
 }
@@ -81,7 +83,13 @@ pub(crate) struct Insufflator {
 impl Insufflator {
     pub(crate) fn new(model: InsufflatorModel, rng: Rng) -> Self {
         let pressure = model.initial_pressure_mmhg;
-        Self { model, rng, pressure, flow: 0.0, gas_used_l: 0.0, duty_applied: 0, seq: 0, last_vent_open: None }
+        Self { model, rng, pressure, flow: 0.0, gas_used_l: 0.0, duty_applied: 0, seq: 0, slow_scale: 1.0, last_vent_open: None }
+    }
+
+    /// Run the cylinder use `k` times faster than real time.
+    pub(crate) fn with_slow_time_scale(mut self, k: f64) -> Self {
+        self.slow_scale = k;
+        self
     }
 
     fn leak_lpm(&self, faults: &FaultSet) -> f64 {
@@ -145,7 +153,7 @@ impl Model for Insufflator {
         let q_relief = if v.relief_open { m.relief_lpm_per_mmhg * p } else { 0.0 };
         let dp = (self.flow - q_leak - q_relief) / (60.0 * m.compliance_l_per_mmhg) * dt;
         self.pressure = (p + dp).max(0.0);
-        self.gas_used_l = (self.gas_used_l + self.flow * dt / 60.0).min(m.supply_capacity_l);
+        self.gas_used_l = (self.gas_used_l + self.flow * dt * self.slow_scale / 60.0).min(m.supply_capacity_l);
     }
 
     fn publish(&mut self, table: &mut RegisterTable, faults: &FaultSet, failsafe: bool) {

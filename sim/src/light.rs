@@ -46,12 +46,20 @@ pub(crate) struct Light {
     tip_temp: f64,
     drive_applied: u16,
     seq: u16,
+    /// Heating and cooling run this many times faster than real time (scenarios).
+    slow_scale: f64,
 }
 
 impl Light {
     pub(crate) fn new(model: LightModel) -> Self {
         let (led_temp, tip_temp) = (model.ambient_c, model.tip_base_c);
-        Self { model, current: 0.0, led_temp, tip_temp, drive_applied: 0, seq: 0 }
+        Self { model, current: 0.0, led_temp, tip_temp, drive_applied: 0, seq: 0, slow_scale: 1.0 }
+    }
+
+    /// Run the thermal model `k` times faster than real time.
+    pub(crate) fn with_slow_time_scale(mut self, k: f64) -> Self {
+        self.slow_scale = k;
+        self
     }
 
     fn output_pct(&self) -> f64 {
@@ -117,10 +125,10 @@ impl Model for Light {
 
         let rise = if Self::fan_running(table, faults) { m.rise_fan_on_c } else { m.rise_fan_off_c };
         let led_target = m.ambient_c + self.current / m.max_current_ma * rise;
-        self.led_temp += (led_target - self.led_temp) * lag(dt, m.thermal_tau_s);
+        self.led_temp += (led_target - self.led_temp) * lag(dt * self.slow_scale, m.thermal_tau_s);
 
         let tip_target = m.tip_base_c + m.tip_rise_c * self.output_pct() / 100.0;
-        self.tip_temp += (tip_target - self.tip_temp) * lag(dt, m.tip_tau_s);
+        self.tip_temp += (tip_target - self.tip_temp) * lag(dt * self.slow_scale, m.tip_tau_s);
     }
 
     fn publish(&mut self, table: &mut RegisterTable, faults: &FaultSet, failsafe: bool) {

@@ -126,6 +126,8 @@ pub struct ArchiveArgs {
     pub picks: broadcast::Receiver<Pick>,
     pub results: watch::Receiver<Option<AiResult>>,
     pub events: EventBus,
+    /// Beaten on every message, the 100 ms flush tick included (hang detection).
+    pub liveness: Option<crate::supervisor::Liveness>,
 }
 
 pub enum ArchiveMsg {
@@ -146,6 +148,7 @@ pub struct ArchiveState {
     events: EventBus,
     pending: VecDeque<Pending>,
     forwarder: tokio::task::JoinHandle<()>,
+    liveness: Option<crate::supervisor::Liveness>,
 }
 
 pub struct ArchiveActor;
@@ -214,7 +217,10 @@ impl Actor for ArchiveActor {
             }
         });
         myself.send_interval(Duration::from_millis(100), || ArchiveMsg::Flush);
-        Ok(ArchiveState { cfg: a.cfg, exam: a.exam, events: a.events, pending: VecDeque::new(), forwarder })
+        if let Some(l) = &a.liveness {
+            l.beat();
+        }
+        Ok(ArchiveState { cfg: a.cfg, exam: a.exam, events: a.events, pending: VecDeque::new(), forwarder, liveness: a.liveness })
     }
 
     async fn post_stop(&self, _m: ActorRef<Self::Msg>, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -223,6 +229,9 @@ impl Actor for ArchiveActor {
     }
 
     async fn handle(&self, _m: ActorRef<Self::Msg>, msg: Self::Msg, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if let Some(l) = &s.liveness {
+            l.beat();
+        }
         match msg {
             ArchiveMsg::Pedal(frame) => {
                 if s.pending.len() >= s.cfg.max_pending {
@@ -319,7 +328,7 @@ mod tests {
                 let (_pick_tx, picks) = broadcast::channel(4);
                 let (_res_tx, results) = watch::channel(None);
                 let cfg = ArchiveConfig { dir: dir.display().to_string(), result_wait_ms: 0, max_pending: 4 };
-                let args = ArchiveArgs { cfg, exam, picks, results, events: events.clone() };
+                let args = ArchiveArgs { cfg, exam, picks, results, events: events.clone(), liveness: None };
                 let (actor, handle) = Actor::spawn(None, ArchiveActor, args).await.unwrap();
                 actor.cast(ArchiveMsg::Pedal(noise_frame(7))).unwrap();
 

@@ -151,11 +151,24 @@ fn judge_one(inv: &Invariant, rec: &RunRecord, trace: &Trace, time_scale: f64) -
             let Some(got) = &rec.mqtt_events else {
                 return outcome(inv, false, "no broker in this scenario".into(), "-".into());
             };
-            let received: HashSet<u64> = got.iter().filter(|b| b["kind"] == "alarm_raised").filter_map(|b| b["seq"].as_u64()).collect();
+            // The MQTT body carries the bus event's source, code and time, not its bus sequence number.
+            let key = |source: &str, code: &str, at_ms: u64| format!("{source}/{code}@{at_ms}");
+            let received: HashSet<String> = got
+                .iter()
+                .filter(|b| b["kind"] == "alarm_raised")
+                .map(|b| key(b["source"].as_str().unwrap_or(""), b["code"].as_str().unwrap_or(""), b["at_ms"].as_u64().unwrap_or(0)))
+                .collect();
             let cutoff = rec.sim_s - within_s * time_scale;
             let due: Vec<_> = rec.events.iter().filter(|(t, e)| e.kind == EventKind::AlarmRaised && *t <= cutoff).collect();
-            let lost: Vec<String> = due.iter().filter(|(_, e)| !received.contains(&e.seq)).map(|(t, e)| format!("{} at {t:.1} s", e.code)).collect();
-            let w = format!("{} of {} alarms arrived; lost: {}", due.len() - lost.len(), due.len(), if lost.is_empty() { "none".into() } else { lost.join(", ") });
+            let lost: Vec<String> = due.iter().filter(|(_, e)| !received.contains(&key(&e.source, &e.code, e.at_ms))).map(|(t, e)| format!("{} at {t:.1} s", e.code)).collect();
+            let w = format!(
+                "{} of {} alarms arrived ({} MQTT events received, observer connected {} times); lost: {}",
+                due.len() - lost.len(),
+                due.len(),
+                got.len(),
+                rec.mqtt_connects,
+                if lost.is_empty() { "none".into() } else { lost.join(", ") }
+            );
             outcome(inv, lost.is_empty(), w, format!("every alarm raised up to {within_s} s before the end"))
         }
         Invariant::NoEscapedPanic { safe_state_expected } => {

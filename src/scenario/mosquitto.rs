@@ -31,7 +31,16 @@ impl Mosquitto {
     pub fn start(dir: &Path) -> Result<Mosquitto, BrokerError> {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(BrokerError::Port)?.port();
         let conf = dir.join("mosquitto.conf");
-        let text = format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nmax_queued_messages 100000\n");
+        // Sessions are saved on every change, so the observer's persistent
+        // session (and what is queued for it) survives a kill -9: after a
+        // restart the broker delivers whatever the tower replays, even
+        // before the observer is back. (`user root`: as root, mosquitto would
+        // otherwise switch to its own user, which cannot write `dir`.)
+        let store = format!("{}/", dir.display());
+        let _ = std::fs::remove_file(dir.join("mosquitto.db")); // a previous run's sessions
+        let text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\npersistence_location {store}\nautosave_on_changes true\nautosave_interval 1\nlog_dest none\nmax_queued_messages 100000\n"
+        );
         std::fs::write(&conf, text).map_err(|source| BrokerError::Conf { path: conf.display().to_string(), source })?;
         let mut m = Mosquitto { port, conf, child: None };
         m.up()?;

@@ -31,6 +31,8 @@ impl Observer {
     pub fn start(addr: SocketAddr, root: &str) -> Observer {
         let mut o = MqttOptions::new(format!("scenario-observer-{}", std::process::id()), addr.ip().to_string(), addr.port());
         o.set_keep_alive(Duration::from_secs(5));
+        // A persistent session: the broker queues what arrives while we reconnect.
+        o.set_clean_session(false);
         o.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut el) = AsyncClient::new(o, 1024);
         let received = Arc::new(Mutex::new(Received::default()));
@@ -41,6 +43,7 @@ impl Observer {
                 match el.poll().await {
                     Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => {
                         rec.lock().unwrap_or_else(|p| p.into_inner()).connects += 1;
+                        tracing::info!("scenario observer connected to the broker");
                         for f in &filters {
                             let _ = c.try_subscribe(f.clone(), QoS::AtLeastOnce);
                         }
@@ -55,7 +58,10 @@ impl Observer {
                         }
                     }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Err(e) => {
+                        tracing::debug!("scenario observer: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
                 }
             }
         });

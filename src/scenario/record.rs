@@ -87,6 +87,8 @@ pub struct RunRecord {
     /// Bodies received over MQTT (events, replies), when a broker was used.
     pub mqtt_events: Option<Vec<serde_json::Value>>,
     pub mqtt_replies: Vec<serde_json::Value>,
+    /// How often the observer (re)connected to the broker.
+    pub mqtt_connects: u64,
     /// Last time a trace sample was taken, scenario s; 0 if none.
     pub sim_s: f64,
     pub wall_s: f64,

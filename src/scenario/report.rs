@@ -38,6 +38,8 @@ pub struct Report {
     pub timeline: Vec<ActionRecord>,
     pub end: EndState,
     pub plots: Vec<String>,
+    /// Event bodies the hospital-side MQTT observer received, in order.
+    pub mqtt_events: Vec<serde_json::Value>,
 }
 
 impl Report {
@@ -69,6 +71,7 @@ impl Report {
             timeline: rec.actions.clone(),
             end: rec.end.clone(),
             plots: plots.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect(),
+            mqtt_events: rec.mqtt_events.clone().unwrap_or_default(),
         }
     }
 

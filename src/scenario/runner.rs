@@ -435,6 +435,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
         let r = o.received();
         record.mqtt_events = Some(r.events.clone());
         record.mqtt_replies = r.replies.clone();
+        record.mqtt_connects = r.connects;
     }
     for (t, e) in &record.events {
         if let Some(m) = event_marker(*t, e) {

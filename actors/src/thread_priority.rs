@@ -13,6 +13,8 @@
 
 pub const SAFETY_PRIORITY: i32 = 50;
 pub const DISPLAY_PRIORITY: i32 = 40;
+/// The capture thread feeds the display: just above it.
+pub const CAPTURE_PRIORITY: i32 = 41;
 pub const INFERENCE_NICE: i32 = 10;
 
 /// SCHED_FIFO at `priority` and a 1 us timer slack for the calling thread.

@@ -108,7 +108,8 @@ fn judge_one(inv: &Invariant, rec: &RunRecord, trace: &Trace, time_scale: f64) -
             if !rec.video {
                 return outcome(inv, false, "video is off in this scenario".into(), "-".into());
             }
-            let limit_ms = max_intervals * rec.frame_interval_ms;
+            // 1 ms for the clocks' granularity: a gap of exactly two intervals is no late frame.
+            let limit_ms = max_intervals * rec.frame_interval_ms + 1.0;
             let judged = rec.display_gaps.iter().filter(|(t, _, _)| !in_any(*t, except));
             let (mut worst, mut excused) = ((0.0f64, 0.0), 0);
             for &(t, g, by_source) in judged {

@@ -103,11 +103,19 @@ pub struct TelemetryArgs {
 pub enum TelemetryMsg {
     /// The worker task ended (it only does on a bug or a stop).
     Ended(String),
+    /// Every 100 ms: the actor passes the worker's liveness on to its
+    /// supervisor, so a hung worker or a hung actor is noticed alike.
+    Tick,
 }
+
+/// A worker beat older than this stops the actor's own beats.
+const WORKER_STALL: Duration = Duration::from_secs(1);
 
 pub struct TelemetryState {
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
+    liveness: Liveness,
+    worker: Liveness,
 }
 
 pub struct TelemetryActor;
@@ -117,8 +125,13 @@ impl Actor for TelemetryActor {
     type State = TelemetryState;
     type Arguments = TelemetryArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: TelemetryArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, mut args: TelemetryArgs) -> Result<Self::State, ActorProcessingErr> {
         let (stop, stop_rx) = watch::channel(false);
+        let worker = Liveness::default();
+        worker.beat();
+        let liveness = std::mem::replace(&mut args.liveness, worker.clone());
+        liveness.beat();
+        myself.send_interval(Duration::from_millis(100), || TelemetryMsg::Tick);
         let task = tokio::spawn(async move {
             let result = tokio::spawn(run(args, stop_rx)).await;
             let why = match result {
@@ -127,7 +140,7 @@ impl Actor for TelemetryActor {
             };
             let _ = myself.cast(TelemetryMsg::Ended(why));
         });
-        Ok(TelemetryState { stop, task: Some(task) })
+        Ok(TelemetryState { stop, task: Some(task), liveness, worker })
     }
 
     async fn post_stop(&self, _m: ActorRef<Self::Msg>, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -150,6 +163,12 @@ impl Actor for TelemetryActor {
                 } else {
                     Err(why.into())
                 }
+            }
+            TelemetryMsg::Tick => {
+                if s.worker.age() < WORKER_STALL {
+                    s.liveness.beat();
+                }
+                Ok(())
             }
         }
     }

@@ -54,6 +54,8 @@ pub struct CaptureState {
 pub struct CaptureActor;
 
 fn run(mut source: Box<dyn FrameSource>, frames: watch::Sender<Option<FrameRef>>, stats: Arc<CaptureStats>, stop: Arc<AtomicBool>) {
+    // Frames must leave on time whatever the AI and the management plane do.
+    crate::thread_priority::make_realtime("capture", crate::thread_priority::CAPTURE_PRIORITY);
     let period = Duration::from_secs_f64(1.0 / source.fps().clamp(1.0, 1000.0));
     let mut next = Instant::now();
     while !stop.load(Ordering::Acquire) {

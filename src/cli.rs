@@ -153,6 +153,8 @@ enum ScenarioCmd {
     },
     /// Parse and check scenario files without running them.
     Check { files: Vec<PathBuf> },
+    /// A Markdown table of the reports under DIR (one subdirectory per run).
+    Summary { dir: PathBuf },
 }
 
 fn scenario_cmd(rt: &tokio::runtime::Runtime, cmd: ScenarioCmd) -> Result<()> {
@@ -165,6 +167,10 @@ fn scenario_cmd(rt: &tokio::runtime::Runtime, cmd: ScenarioCmd) -> Result<()> {
             }
             Ok(())
         }
+        ScenarioCmd::Summary { dir } => {
+            print!("{}", crate::scenario::report::summary_table(&dir).with_context(|| format!("reading reports in {}", dir.display()))?);
+            Ok(())
+        }
         ScenarioCmd::Run { file, seed, out, realtime } => {
             let s = Scenario::load(&file)?;
             let out = out.unwrap_or_else(|| PathBuf::from("scenario-runs").join(&s.name));
@@ -173,6 +179,8 @@ fn scenario_cmd(rt: &tokio::runtime::Runtime, cmd: ScenarioCmd) -> Result<()> {
                 // The journal needs its own small filesystem: run in a namespace.
                 std::process::exit(journal_fs::reexec_in_namespace(kib, &out)?);
             }
+            // Injected panics are expected: one line each, no backtrace (the report has the story).
+            std::panic::set_hook(Box::new(|info| eprintln!("panic (recorded by the scenario): {info}")));
             let opts = runner::RunOptions { seed, out: out.clone(), realtime, progress: true, break_safety_island: false };
             eprintln!("scenario {}: {}", s.name, s.description);
             let report = rt.block_on(runner::run_and_report(&s, &opts))?;

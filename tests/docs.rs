@@ -43,3 +43,44 @@ fn every_hazard_id_in_a_test_name_is_in_the_hazard_table() {
     }
     assert!(found >= 10, "only {found} hazard tests found");
 }
+
+/// docs/fault-matrix.md and conf/scenarios/ agree: every scenario file is a
+/// row (once), every row names a file, and both list the same hazard ids,
+/// each of which is in the hazard table.
+#[test]
+fn the_fault_matrix_lists_every_scenario_with_its_hazards() {
+    let doc = read("docs/fault-matrix.md");
+    let hazards = read("HAZARDS.md");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/scenarios");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().to_string())
+        .collect();
+    files.sort();
+    let rows: Vec<(String, Vec<String>)> = doc
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.matches('`').count() == 2)
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = cells.get(3)?.trim_matches('`').to_string();
+            let hz = cells.get(4)?.split(',').map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect();
+            Some((name, hz))
+        })
+        .collect();
+    let mut listed: Vec<String> = rows.iter().map(|(n, _)| n.clone()).collect();
+    listed.sort();
+    assert_eq!(listed, files, "fault-matrix rows and conf/scenarios/*.toml differ");
+    for (name, hz) in rows {
+        let s = endotower::scenario::file::Scenario::load(&dir.join(format!("{name}.toml"))).unwrap();
+        let mut a = hz.clone();
+        let mut b = s.hazards.clone();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "{name}: hazards in docs/fault-matrix.md and in the scenario file differ");
+        for h in &hz {
+            assert!(hazards.contains(&format!("| {h} |")), "{name}: {h} is not in HAZARDS.md");
+        }
+    }
+}

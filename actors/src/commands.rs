@@ -192,7 +192,11 @@ pub async fn submit(name: &str, source: CommandSource, command: Command) -> Resu
 }
 
 pub enum CommandMsg {
-    Submit { source: CommandSource, command: Command, reply: RpcReplyPort<Result<Applied, Rejection>> },
+    Submit {
+        source: CommandSource,
+        command: Command,
+        reply: RpcReplyPort<Result<Applied, Rejection>>,
+    },
     /// Liveness tick: an idle command path still proves it is not hung.
     Beat,
 }

@@ -92,7 +92,11 @@ impl Devices {
             Arc::new(Shared::new(dev, SimDevice::new(dev, model, timeout_s)))
         }
         Self {
-            insufflator: shared(Device::Insufflator, Insufflator::new(cfg.insufflator.clone(), Rng::new(cfg.seed, 0)).with_slow_time_scale(cfg.slow_time_scale), timeout_s),
+            insufflator: shared(
+                Device::Insufflator,
+                Insufflator::new(cfg.insufflator.clone(), Rng::new(cfg.seed, 0)).with_slow_time_scale(cfg.slow_time_scale),
+                timeout_s,
+            ),
             light: shared(Device::Light, Light::new(cfg.light.clone()).with_slow_time_scale(cfg.slow_time_scale), timeout_s),
             camera: shared(Device::Camera, Camera::new(cfg.camera.clone()), timeout_s),
             pedal: shared(Device::Pedal, Pedal::default(), timeout_s),

@@ -57,14 +57,20 @@ pub fn judge(invariants: &[Invariant], rec: &RunRecord, trace: &Trace, time_scal
 }
 
 fn judge_one(inv: &Invariant, rec: &RunRecord, trace: &Trace, time_scale: f64) -> Outcome {
-    let raised = |code: &str| rec.events.iter().filter(|(_, e)| e.kind == EventKind::AlarmRaised && e.code == code).map(|(t, _)| *t).collect::<Vec<f64>>();
+    let raised = |code: &str| {
+        rec.events.iter().filter(|(_, e)| e.kind == EventKind::AlarmRaised && e.code == code).map(|(t, _)| *t).collect::<Vec<f64>>()
+    };
     match inv {
         Invariant::PressureBelow { limit_mmhg, for_ms } => {
             let limit_of = |i: usize| limit_mmhg.unwrap_or_else(|| endotower_actors::config::relief_threshold(rec.p1_mmhg[i]) + 2.0);
             let (ms, at) = longest_stretch(trace, time_scale, |i| trace.samples[i].pressure_mmhg > limit_of(i));
             let peak = trace.samples.iter().map(|s| s.pressure_mmhg).fold(f64::NAN, f64::max);
             let limit = limit_mmhg.map_or("P2 + 2 mmHg".to_string(), |l| format!("{l} mmHg"));
-            let worst = if ms > 0.0 { format!("peak {peak:.2} mmHg; above the limit for {ms:.0} ms from t = {at:.2} s") } else { format!("peak {peak:.2} mmHg; never above") };
+            let worst = if ms > 0.0 {
+                format!("peak {peak:.2} mmHg; above the limit for {ms:.0} ms from t = {at:.2} s")
+            } else {
+                format!("peak {peak:.2} mmHg; never above")
+            };
             outcome(inv, ms <= *for_ms as f64, worst, format!("{limit} for at most {for_ms} ms"))
         }
         Invariant::LedTempBelow { limit_c, for_ms } => {
@@ -130,13 +136,19 @@ fn judge_one(inv: &Invariant, rec: &RunRecord, trace: &Trace, time_scale: f64) -
         Invariant::FramesSkipped { max } => {
             let e = &rec.end;
             let w = format!("{} skipped, {} reordered of {} shown", e.display_skipped, e.display_reordered, e.display_shown);
-            outcome(inv, rec.video && e.display_skipped <= *max && e.display_reordered == 0 && e.display_shown > 0, w, format!("<= {max} skipped, 0 reordered"))
+            outcome(
+                inv,
+                rec.video && e.display_skipped <= *max && e.display_reordered == 0 && e.display_shown > 0,
+                w,
+                format!("<= {max} skipped, 0 reordered"),
+            )
         }
         Invariant::AlarmRaised { code, after_s, within_ms } => {
             let first = raised(code).into_iter().find(|t| *t >= after_s - 1e-9);
             let delay_ms = first.map(|t| (t - after_s) / time_scale * 1000.0);
             let pass = delay_ms.is_some_and(|d| d <= *within_ms as f64);
-            let w = delay_ms.map_or(format!("{code} never raised after t = {after_s} s"), |d| format!("{code} raised {d:.0} ms after t = {after_s} s"));
+            let w = delay_ms
+                .map_or(format!("{code} never raised after t = {after_s} s"), |d| format!("{code} raised {d:.0} ms after t = {after_s} s"));
             outcome(inv, pass, w, format!("within {within_ms} ms"))
         }
         Invariant::AlarmClearedByEnd { code } => {
@@ -161,7 +173,11 @@ fn judge_one(inv: &Invariant, rec: &RunRecord, trace: &Trace, time_scale: f64) -
                 .collect();
             let cutoff = rec.sim_s - within_s * time_scale;
             let due: Vec<_> = rec.events.iter().filter(|(t, e)| e.kind == EventKind::AlarmRaised && *t <= cutoff).collect();
-            let lost: Vec<String> = due.iter().filter(|(_, e)| !received.contains(&key(&e.source, &e.code, e.at_ms))).map(|(t, e)| format!("{} at {t:.1} s", e.code)).collect();
+            let lost: Vec<String> = due
+                .iter()
+                .filter(|(_, e)| !received.contains(&key(&e.source, &e.code, e.at_ms)))
+                .map(|(t, e)| format!("{} at {t:.1} s", e.code))
+                .collect();
             let w = format!(
                 "{} of {} alarms arrived ({} MQTT events received, observer connected {} times); lost: {}",
                 due.len() - lost.len(),
@@ -185,42 +201,77 @@ fn judge_one(inv: &Invariant, rec: &RunRecord, trace: &Trace, time_scale: f64) -
                 down,
                 if safe { "entered" } else { "not entered" }
             );
-            outcome(inv, pass, w, format!("root up, every child running at the end, safe state {}", if *safe_state_expected { "expected" } else { "never" }))
+            outcome(
+                inv,
+                pass,
+                w,
+                format!("root up, every child running at the end, safe state {}", if *safe_state_expected { "expected" } else { "never" }),
+            )
         }
         Invariant::Restarted { actor, min } => {
             let c = rec.end.children.iter().find(|(_, c)| &c.name == actor).map(|(_, c)| c.clone());
-            let w = c.as_ref().map_or(format!("{actor} not in the tree"), |c| format!("{} restarts, {}", c.restarts, if c.running { "running" } else { "NOT running" }));
+            let w = c.as_ref().map_or(format!("{actor} not in the tree"), |c| {
+                format!("{} restarts, {}", c.restarts, if c.running { "running" } else { "NOT running" })
+            });
             outcome(inv, c.is_some_and(|c| c.restarts >= *min && c.running), w, format!(">= {min} restarts and running at the end"))
         }
-        Invariant::AiOnlineAtEnd => outcome(inv, rec.end.ai_online, format!("AI {}", if rec.end.ai_online { "online" } else { "offline" }), "online at the end".into()),
-        Invariant::AiWentOffline => {
-            outcome(inv, rec.ai_went_offline, format!("AI {}", if rec.ai_went_offline { "went offline" } else { "never offline" }), "offline at least once".into())
-        }
+        Invariant::AiOnlineAtEnd => outcome(
+            inv,
+            rec.end.ai_online,
+            format!("AI {}", if rec.end.ai_online { "online" } else { "offline" }),
+            "online at the end".into(),
+        ),
+        Invariant::AiWentOffline => outcome(
+            inv,
+            rec.ai_went_offline,
+            format!("AI {}", if rec.ai_went_offline { "went offline" } else { "never offline" }),
+            "offline at least once".into(),
+        ),
         Invariant::MemoryBelow { max_mib } => {
             let peak = trace.samples.iter().map(|s| s.rss_mib).fold(0.0, f64::max);
             outcome(inv, peak <= *max_mib, format!("peak RSS {peak:.0} MiB"), format!("<= {max_mib} MiB"))
         }
         Invariant::MemoryFlat { max_growth_mib } => {
+            // A leak keeps growing; an allocator's high-water mark after the
+            // first faults of each kind does not. Compare the middle tenth of
+            // the run with the last tenth (medians).
             let n = trace.samples.len();
-            let median = |xs: &mut Vec<f64>| {
+            let median = |from: usize, to: usize| {
+                let mut xs: Vec<f64> = trace.samples[from..to].iter().map(|s| s.rss_mib).collect();
                 xs.sort_by(f64::total_cmp);
                 xs.get(xs.len() / 2).copied().unwrap_or(0.0)
             };
-            let (mut first, mut last): (Vec<f64>, Vec<f64>) =
-                (trace.samples[..n / 5].iter().map(|s| s.rss_mib).collect(), trace.samples[n - n / 5..].iter().map(|s| s.rss_mib).collect());
-            let (a, b) = (median(&mut first), median(&mut last));
-            outcome(inv, n >= 10 && b - a <= *max_growth_mib, format!("median RSS {a:.1} -> {b:.1} MiB ({:+.1})", b - a), format!("growth <= {max_growth_mib} MiB"))
+            if n < 20 {
+                return outcome(inv, false, format!("{n} samples: too few to judge"), format!("growth <= {max_growth_mib} MiB"));
+            }
+            let (first, mid, last) = (median(0, n / 10), median(n * 4 / 10, n / 2), median(n - n / 10, n));
+            let w = format!(
+                "median RSS {first:.1} MiB (first tenth), {mid:.1} (middle), {last:.1} (last tenth): {:+.1} MiB over the second half",
+                last - mid
+            );
+            outcome(inv, last - mid <= *max_growth_mib, w, format!("growth <= {max_growth_mib} MiB from the middle to the last tenth"))
         }
         Invariant::SetpointsAtEnd { pressure_mmhg, intensity_pct } => {
             let e = &rec.end;
-            let ok = pressure_mmhg.is_none_or(|p| (e.set_pressure_mmhg - p).abs() < 1e-6) && intensity_pct.is_none_or(|p| (e.intensity_pct - p).abs() < 1e-6);
-            outcome(inv, ok, format!("P1 {} mmHg, light {} %", e.set_pressure_mmhg, e.intensity_pct), format!("P1 {pressure_mmhg:?}, light {intensity_pct:?}"))
+            let ok = pressure_mmhg.is_none_or(|p| (e.set_pressure_mmhg - p).abs() < 1e-6)
+                && intensity_pct.is_none_or(|p| (e.intensity_pct - p).abs() < 1e-6);
+            outcome(
+                inv,
+                ok,
+                format!("P1 {} mmHg, light {} %", e.set_pressure_mmhg, e.intensity_pct),
+                format!("P1 {pressure_mmhg:?}, light {intensity_pct:?}"),
+            )
         }
         Invariant::RemoteReplies { status, count } => {
             let got: Vec<String> = rec.mqtt_replies.iter().map(|r| r["status"].as_str().unwrap_or("?").to_string()).collect();
             let matching = got.iter().filter(|s| *s == status).count();
             let reasons: Vec<String> = rec.mqtt_replies.iter().filter_map(|r| r["reason"].as_str().map(str::to_string)).collect();
-            outcome(inv, matching == *count && got.len() == *count, format!("{} replies, {matching} {status}; reasons: {reasons:?}", got.len()), format!("{count} replies, all {status}"))
+            outcome(
+                inv,
+                matching == *count && got.len() == *count,
+                format!("{} replies, {matching} {status}; reasons: {reasons:?}", got.len()),
+                format!("{count} replies, all {status}"),
+            )
         }
         Invariant::StillsArchived { min } => {
             let n = rec.events.iter().filter(|(_, e)| e.kind == EventKind::Capture).count() as u64;

@@ -26,7 +26,8 @@ impl Rng {
 }
 
 /// Actors the soak crashes and hangs: every leaf of the control and video planes.
-const SOAK_ACTORS: &[&str] = &["insufflator", "light", "camera", "pedal", "commands", "status", "capture", "display", "selector", "inference"];
+const SOAK_ACTORS: &[&str] =
+    &["insufflator", "light", "camera", "pedal", "commands", "status", "capture", "display", "selector", "inference"];
 
 /// Fault steps from `spec` between `warm_s` and `duration_s`, with `p2` the
 /// relief threshold (surges go past it) and `led_max_c` the LED limit.

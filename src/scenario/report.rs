@@ -43,7 +43,15 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(s: &Scenario, rec: &RunRecord, trace: &Trace, outcomes: Vec<Outcome>, seed: u64, time_scale: f64, plots: &[PathBuf]) -> Report {
+    pub fn new(
+        s: &Scenario,
+        rec: &RunRecord,
+        trace: &Trace,
+        outcomes: Vec<Outcome>,
+        seed: u64,
+        time_scale: f64,
+        plots: &[PathBuf],
+    ) -> Report {
         let count = |k: MarkerKind| trace.markers.iter().filter(|m| m.kind == k).count();
         let failed_steps = rec.actions.iter().filter(|a| a.error.is_some() && !a.may_fail).count();
         Report {
@@ -145,4 +153,34 @@ impl Report {
         std::fs::write(dir.join("report.json"), json)?;
         std::fs::write(dir.join("report.md"), self.markdown(rec))
     }
+}
+
+/// `endotower scenario summary DIR`: one Markdown table row per
+/// `DIR/<scenario>/report.json`, with the verdict and each failed (or else
+/// the first) invariant's worst case.
+pub fn summary_table(dir: &Path) -> std::io::Result<String> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path().join("report.json");
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let r: serde_json::Value = serde_json::from_str(&text).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+        let invs = r["invariants"].as_array().cloned().unwrap_or_default();
+        let failed: Vec<&serde_json::Value> = invs.iter().filter(|i| i["pass"] == false).collect();
+        let shown: Vec<String> = if failed.is_empty() { invs.iter().take(1).collect::<Vec<_>>() } else { failed }
+            .iter()
+            .map(|i| format!("{}: {}", i["invariant"].as_str().unwrap_or("?"), i["worst"].as_str().unwrap_or("?")))
+            .collect();
+        rows.push(format!(
+            "| `{}` | {} | {}/{} | {:.1} s sim, {:.1} s wall | {} |",
+            r["scenario"].as_str().unwrap_or("?"),
+            if r["pass"] == true { "pass" } else { "**FAIL**" },
+            invs.len() - invs.iter().filter(|i| i["pass"] == false).count(),
+            invs.len(),
+            r["simulated_s"].as_f64().unwrap_or(0.0),
+            r["wall_s"].as_f64().unwrap_or(0.0),
+            shown.join("; ").replace('|', "/"),
+        ));
+    }
+    rows.sort();
+    Ok(format!("| scenario | result | invariants held | duration | worst case |\n|---|---|---|---|---|\n{}\n", rows.join("\n")))
 }

@@ -201,7 +201,11 @@ impl Live {
             }
             Action::PedalPress => sim.press_pedal(),
             Action::Setpoint { pressure_mmhg, flow_lpm, intensity_pct } => {
-                let cmds = [pressure_mmhg.map(|mmhg| Command::SetPressure { mmhg }), flow_lpm.map(|lpm| Command::SetFlow { lpm }), intensity_pct.map(|pct| Command::SetIntensity { pct })];
+                let cmds = [
+                    pressure_mmhg.map(|mmhg| Command::SetPressure { mmhg }),
+                    flow_lpm.map(|lpm| Command::SetFlow { lpm }),
+                    intensity_pct.map(|pct| Command::SetIntensity { pct }),
+                ];
                 for c in cmds.into_iter().flatten() {
                     match self.tower.submit(CommandSource::Hmi, c.clone()).await {
                         Some(Ok(_)) => {}
@@ -278,7 +282,8 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
     let mut broker = None;
     if s.broker == BrokerKind::Mosquitto {
         let m = Mosquitto::start(&opts.out)?;
-        cfg.telemetry.broker = BrokerConfig::External { host: "127.0.0.1".into(), port: m.port(), username: None, password: None, ca_file: None };
+        cfg.telemetry.broker =
+            BrokerConfig::External { host: "127.0.0.1".into(), port: m.port(), username: None, password: None, ca_file: None };
         // The observer retries every 50 ms: it is back before the tower replays.
         cfg.telemetry.backoff_initial_ms = 1000;
         cfg.telemetry.backoff_max_ms = 1000;
@@ -362,7 +367,14 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
             let done_s = scenario_now(Instant::now());
             let kind = if step.action.is_fault() { MarkerKind::Fault } else { MarkerKind::Action };
             markers.push(Marker { t_s: done_s, kind, label: step.action.label() });
-            record.actions.push(ActionRecord { at_s: step.at_s, done_s, label: step.action.label(), fault: step.action.is_fault(), error, may_fail: step.may_fail });
+            record.actions.push(ActionRecord {
+                at_s: step.at_s,
+                done_s,
+                label: step.action.label(),
+                fault: step.action.is_fault(),
+                error,
+                may_fail: step.may_fail,
+            });
             next_step += 1;
         }
         if now >= next_sample {

@@ -180,8 +180,13 @@ mod tests {
         use crate::commands::{CommandActor, CommandArgs};
         let (sp, events) = (Setpoints::new(20.0, 10.0, 80.0), EventBus::new(256));
         let mut log = events.subscribe();
-        let args =
-            CommandArgs { limits: crate::config::LimitsConfig::default(), setpoints: sp.clone(), events: events.clone(), exam: None, liveness: None };
+        let args = CommandArgs {
+            limits: crate::config::LimitsConfig::default(),
+            setpoints: sp.clone(),
+            events: events.clone(),
+            exam: None,
+            liveness: None,
+        };
         let (actor, handle) = ractor::Actor::spawn(Some("hmi-test.commands".into()), CommandActor, args).await.unwrap();
         let hmi = HmiPort::spawn(HmiTargets {
             command_actor: "hmi-test.commands".into(),

@@ -18,7 +18,7 @@
 //! - `link`: the `LinkDrop` fault on TCP connections.
 //! - `physics`: the physics thread (absolute deadlines, real dt).
 //! - `serial`: opening and adopting serial ports for RTU.
-//! - `rng`: the seeded noise source.
+//! - [`rng`]: the seeded random source (sensor noise, scenario fault draws).
 //! - [`video`]: video sources: [`video::SyntheticSource`] (synthetic endoscopy
 //!   with lesion ground truth and disturbances), Y4M file reader and writer,
 //!   training-data dump.
@@ -38,7 +38,7 @@ mod link;
 mod modbus_service;
 mod pedal;
 mod physics;
-mod rng;
+pub mod rng;
 mod serial;
 mod sim_device;
 mod table;

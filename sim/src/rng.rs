@@ -3,17 +3,17 @@
 
 /// Deterministic pseudo-random generator.
 #[derive(Clone, Debug)]
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
     /// A generator for one stream (e.g. one device) of a run seeded with `seed`.
-    pub(crate) fn new(seed: u64, stream: u64) -> Self {
+    pub fn new(seed: u64, stream: u64) -> Self {
         let mut rng = Rng(seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F));
         rng.next_u64();
         rng
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -22,12 +22,13 @@ impl Rng {
     }
 
     /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
         ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
     }
 
     /// Normally distributed with mean 0 and standard deviation `sigma`.
-    pub(crate) fn gaussian(&mut self, sigma: f64) -> f64 {
+    pub fn gaussian(&mut self, sigma: f64) -> f64 {
         if sigma <= 0.0 {
             return 0.0;
         }

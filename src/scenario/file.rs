@@ -443,8 +443,12 @@ impl Scenario {
                 Some(toml::Value::Boolean(b)) => b,
                 Some(other) => return Err(field_err(format!("timeline[{i}].may_fail"), format!("expected true or false, got {other}"))),
             };
-            let action: Action = serde_path_to_error::deserialize(toml::Value::Table(entry))
-                .map_err(|e| field_err(format!("timeline[{i}].{}", e.path()), e.into_inner().to_string()))?;
+            let action: Action = serde_path_to_error::deserialize(toml::Value::Table(entry)).map_err(|e| {
+                // Inside the tagged action the path is lost; the message names the value.
+                let path = e.path().to_string();
+                let field = if path == "." { format!("timeline[{i}]") } else { format!("timeline[{i}].{path}") };
+                field_err(field, e.into_inner().to_string())
+            })?;
             check_action(&action).map_err(|(f, m)| field_err(format!("timeline[{i}].{f}"), m))?;
             if !(at_s.is_finite() && at_s >= 0.0 && at_s <= raw.duration_s) {
                 return Err(field_err(
@@ -641,7 +645,7 @@ mod tests {
                 format!(
                     "{HEAD}[[timeline]]\nat_s = 1.0\naction = \"sim_fault\"\ndevice = \"toaster\"\nfault = {{ kind = \"hang\" }}\n{INV}"
                 ),
-                "timeline[0].device",
+                "timeline[0]: unknown variant `toaster`",
             ),
             (format!("{HEAD}[[timeline]]\nat_s = 9.0\naction = \"pedal_press\"\n{INV}"), "timeline[0].at_s"),
             (format!("{HEAD}[[timeline]]\nat_s = 1.0\naction = \"pedal_press\"\ncolour = 3\n{INV}"), "timeline[0]"),

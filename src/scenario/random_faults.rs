@@ -3,26 +3,12 @@
 
 use super::file::{Action, RandomFaultKind, RandomFaults, Step};
 use endotower_sim::faults::{Channel, Fault, FaultKind};
+use endotower_sim::rng::Rng;
 use endotower_sim::Device;
 
-/// splitmix64: small, seeded, good enough to pick faults.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[(self.next() % xs.len() as u64) as usize]
-    }
+/// Picks one of `xs`.
+fn pick<'a, T>(rng: &mut Rng, xs: &'a [T]) -> &'a T {
+    &xs[(rng.next_u64() % xs.len() as u64) as usize]
 }
 
 /// Actors the soak crashes and hangs: every leaf of the control and video planes.
@@ -32,14 +18,14 @@ const SOAK_ACTORS: &[&str] =
 /// Fault steps from `spec` between `warm_s` and `duration_s`, with `p2` the
 /// relief threshold (surges go past it) and `led_max_c` the LED limit.
 pub fn draw(spec: &RandomFaults, seed: u64, duration_s: f64, p2: f64, led_max_c: f64) -> Vec<Step> {
-    let mut rng = Rng(seed ^ 0x5EED_50A4);
+    let mut rng = Rng::new(seed, 0x5EED_50A4);
     let mut steps = Vec::new();
     let mut t = 0.0;
     let mut busy_until = 0.0f64;
     loop {
         // One fault at a time: the next starts after the last is cleared
         // (a surge during a pulled cable could not be vented by anyone).
-        t = (t + -spec.mean_interval_s * (1.0 - rng.unit()).ln()).max(busy_until + 1.0);
+        t = (t - spec.mean_interval_s * rng.unit().ln()).max(busy_until + 1.0);
         // Leave the last stretch quiet so every fault is cleared and judged.
         if t > duration_s * 0.9 {
             break;
@@ -48,7 +34,7 @@ pub fn draw(spec: &RandomFaults, seed: u64, duration_s: f64, p2: f64, led_max_c:
         let end = (t + lo + (hi - lo) * rng.unit()).min(duration_s * 0.95);
         busy_until = end;
         let mut add = |at_s: f64, action: Action| steps.push(Step { at_s, action, may_fail: false });
-        match *rng.pick(&spec.kinds) {
+        match *pick(&mut rng, &spec.kinds) {
             RandomFaultKind::Surge => add(t, Action::InjectPressure { mmhg: p2 + 4.0 }),
             RandomFaultKind::LeakStep => {
                 add(t, Action::SimFault { device: Device::Insufflator, fault: Fault::LeakStep(8.0) });
@@ -60,7 +46,7 @@ pub fn draw(spec: &RandomFaults, seed: u64, duration_s: f64, p2: f64, led_max_c:
                 add(end, Action::SimClear { device: Device::Light, kind: FaultKind::FanFailure });
             }
             RandomFaultKind::LinkDrop => {
-                let dev = *rng.pick(&[Device::Insufflator, Device::Light, Device::Camera, Device::Pedal]);
+                let dev = *pick(&mut rng, &[Device::Insufflator, Device::Light, Device::Camera, Device::Pedal]);
                 add(t, Action::SimFault { device: dev, fault: Fault::LinkDrop });
                 add(end, Action::SimClear { device: dev, kind: FaultKind::LinkDrop });
             }
@@ -68,8 +54,8 @@ pub fn draw(spec: &RandomFaults, seed: u64, duration_s: f64, p2: f64, led_max_c:
                 add(t, Action::SimFault { device: Device::Insufflator, fault: Fault::SensorNan(Channel::Pressure) });
                 add(end, Action::SimClear { device: Device::Insufflator, kind: FaultKind::SensorNan });
             }
-            RandomFaultKind::ActorPanic => add(t, Action::ActorPanic { actor: rng.pick(SOAK_ACTORS).to_string() }),
-            RandomFaultKind::ActorHang => add(t, Action::ActorHang { actor: rng.pick(SOAK_ACTORS).to_string(), ms: 1500 }),
+            RandomFaultKind::ActorPanic => add(t, Action::ActorPanic { actor: pick(&mut rng, SOAK_ACTORS).to_string() }),
+            RandomFaultKind::ActorHang => add(t, Action::ActorHang { actor: pick(&mut rng, SOAK_ACTORS).to_string(), ms: 1500 }),
             RandomFaultKind::AiNan => add(t, Action::AiNan),
             RandomFaultKind::PedalPress => add(t, Action::PedalPress),
         }

@@ -100,7 +100,7 @@ struct RawScenario {
     #[serde(default)]
     random_faults: Option<RandomFaults>,
     #[serde(default, rename = "invariant")]
-    invariants: Vec<Invariant>,
+    invariants: Vec<toml::Table>,
 }
 
 fn one() -> f64 {
@@ -158,7 +158,7 @@ pub struct Step {
 
 /// What a timeline step does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "action", content = "params", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// Inject a simulator fault (see `endotower_sim::faults`).
     SimFault { device: Device, fault: Fault },
@@ -321,7 +321,7 @@ pub enum RandomFaultKind {
 
 /// A promise the run must keep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "check", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "check", content = "params", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Invariant {
     /// The true cavity pressure is never above `limit_mmhg` (default P2 + 2)
     /// for longer than `for_ms` at a stretch.
@@ -396,9 +396,9 @@ impl Invariant {
     pub fn title(&self) -> String {
         let v = serde_json::to_value(self).unwrap_or_default();
         let check = v["check"].as_str().unwrap_or("?").to_string();
-        let params: Vec<String> = v
+        let params: Vec<String> = v["params"]
             .as_object()
-            .map(|o| o.iter().filter(|(k, v)| *k != "check" && !v.is_null()).map(|(k, v)| format!("{k}={v}")).collect())
+            .map(|o| o.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| format!("{k}={v}")).collect())
             .unwrap_or_default();
         if params.is_empty() {
             check
@@ -406,6 +406,39 @@ impl Invariant {
             format!("{check} ({})", params.join(", "))
         }
     }
+}
+
+/// One `[[timeline]]` or `[[invariant]]` entry: its `tag` key names the
+/// variant, the other keys are its fields (strict, each error names the
+/// entry and the field).
+fn tagged<T: serde::de::DeserializeOwned>(mut entry: toml::Table, tag: &str, at: &str) -> Result<T, (String, String)> {
+    let name = entry.remove(tag).ok_or_else(|| (format!("{at}.{tag}"), "missing".to_string()))?;
+    let extra: Vec<String> = entry.keys().cloned().collect();
+    let attempt = |params: Option<toml::Table>| {
+        let mut adj = toml::Table::new();
+        adj.insert(tag.to_string(), name.clone());
+        if let Some(p) = params {
+            adj.insert("params".to_string(), toml::Value::Table(p));
+        }
+        serde_path_to_error::deserialize::<_, T>(toml::Value::Table(adj))
+    };
+    // A variant whose fields all have defaults still wants its (empty) table;
+    // a unit variant wants none.
+    let result = match attempt((!entry.is_empty()).then(|| entry.clone())) {
+        Err(e) if entry.is_empty() && e.inner().to_string().contains("missing field") => attempt(Some(toml::Table::new())),
+        r => r,
+    };
+    result.map_err(|e| {
+        let path = e.path().to_string().replace("params.", "").replace("params", "");
+        let field = if path.is_empty() || path == "." { at.to_string() } else { format!("{at}.{path}") };
+        let message = e.into_inner().to_string();
+        if message.contains("expected unit variant") {
+            return (field, format!("{name} takes no fields, got {}", extra.join(", ")));
+        }
+        // toml appends "in `params.x`" (our wrapping); the field is named already.
+        let message = message.split("\nin `").next().unwrap_or(&message).trim().replace("`params`", "fields");
+        (field, message)
+    })
 }
 
 impl Scenario {
@@ -443,12 +476,7 @@ impl Scenario {
                 Some(toml::Value::Boolean(b)) => b,
                 Some(other) => return Err(field_err(format!("timeline[{i}].may_fail"), format!("expected true or false, got {other}"))),
             };
-            let action: Action = serde_path_to_error::deserialize(toml::Value::Table(entry)).map_err(|e| {
-                // Inside the tagged action the path is lost; the message names the value.
-                let path = e.path().to_string();
-                let field = if path == "." { format!("timeline[{i}]") } else { format!("timeline[{i}].{path}") };
-                field_err(field, e.into_inner().to_string())
-            })?;
+            let action: Action = tagged(entry, "action", &format!("timeline[{i}]")).map_err(|(f, m)| field_err(f, m))?;
             check_action(&action).map_err(|(f, m)| field_err(format!("timeline[{i}].{f}"), m))?;
             if !(at_s.is_finite() && at_s >= 0.0 && at_s <= raw.duration_s) {
                 return Err(field_err(
@@ -475,6 +503,10 @@ impl Scenario {
             }
         }
         timeline.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+        let invariants = (raw.invariants.into_iter().enumerate())
+            .map(|(i, entry)| tagged(entry, "check", &format!("invariant[{i}]")))
+            .collect::<Result<Vec<Invariant>, _>>()
+            .map_err(|(f, m)| field_err(f, m))?;
         let s = Scenario {
             path: path.to_path_buf(),
             name: raw.name,
@@ -488,7 +520,7 @@ impl Scenario {
             journal_fs_kib: raw.journal_fs_kib,
             timeline,
             random_faults: raw.random_faults,
-            invariants: raw.invariants,
+            invariants,
         };
         s.check().map_err(|(f, m)| field_err(f, m))?;
         Ok(s)
@@ -645,7 +677,7 @@ mod tests {
                 format!(
                     "{HEAD}[[timeline]]\nat_s = 1.0\naction = \"sim_fault\"\ndevice = \"toaster\"\nfault = {{ kind = \"hang\" }}\n{INV}"
                 ),
-                "timeline[0]: unknown variant `toaster`",
+                "timeline[0].device",
             ),
             (format!("{HEAD}[[timeline]]\nat_s = 9.0\naction = \"pedal_press\"\n{INV}"), "timeline[0].at_s"),
             (format!("{HEAD}[[timeline]]\nat_s = 1.0\naction = \"pedal_press\"\ncolour = 3\n{INV}"), "timeline[0]"),

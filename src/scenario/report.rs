@@ -161,7 +161,9 @@ impl Report {
 pub fn summary_table(dir: &Path) -> std::io::Result<String> {
     let mut rows = Vec::new();
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path().join("report.json");
+        let run = entry?.path();
+        let run_name = run.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let path = run.join("report.json");
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
         let r: serde_json::Value = serde_json::from_str(&text).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
         let invs = r["invariants"].as_array().cloned().unwrap_or_default();
@@ -170,9 +172,12 @@ pub fn summary_table(dir: &Path) -> std::io::Result<String> {
             .iter()
             .map(|i| format!("{}: {}", i["invariant"].as_str().unwrap_or("?"), i["worst"].as_str().unwrap_or("?")))
             .collect();
+        let name = r["scenario"].as_str().unwrap_or("?");
+        // A run kept in a directory of another name (e.g. a variant of the scenario).
+        let shown_name = if run_name == name { format!("`{name}`") } else { format!("`{name}` (run `{run_name}`)") };
         rows.push(format!(
-            "| `{}` | {} | {}/{} | {:.1} s sim, {:.1} s wall | {} |",
-            r["scenario"].as_str().unwrap_or("?"),
+            "| {} | {} | {}/{} | {:.1} s sim, {:.1} s wall | {} |",
+            shown_name,
             if r["pass"] == true { "pass" } else { "**FAIL**" },
             invs.len() - invs.iter().filter(|i| i["pass"] == false).count(),
             invs.len(),

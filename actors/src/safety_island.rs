@@ -415,3 +415,36 @@ impl Drop for SafetyIsland {
         self.stop.store(true, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hz003_a_value_frozen_while_the_sequence_moves_counts_as_missing_after_stuck_ms() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let stale = Duration::from_millis(20);
+        let mut f = DeviceFreshness::new(Some(Duration::from_millis(500)));
+        // A noisy sensor: every sample differs, the reading stays current.
+        for (i, n) in (0..100u64).step_by(2).enumerate() {
+            f.observe(ms(n * 10), i as u16, Some((12.0 + (i % 3) as f64 * 0.01, 0.0)));
+            assert!(f.current(ms(n * 10), stale).is_some());
+        }
+        // Frozen at 12.00 from t = 1000 ms while SAMPLE_SEQ keeps counting.
+        for (i, n) in (1000..1600u64).step_by(2).enumerate() {
+            f.observe(ms(n), 1000 + i as u16, Some((12.0, 0.0)));
+        }
+        assert_eq!(f.current(ms(1400), stale), Some((12.0, 0.0)), "still within stuck_ms");
+        assert_eq!(f.current(ms(1598), stale), None, "unchanged for more than 500 ms");
+        // The first new value brings the reading back.
+        f.observe(ms(1600), 2000, Some((12.02, 0.0)));
+        assert_eq!(f.current(ms(1600), stale), Some((12.02, 0.0)));
+        // Without the check a frozen value stays current.
+        let mut off = DeviceFreshness::new(None);
+        for (i, n) in (0..2000u64).step_by(2).enumerate() {
+            off.observe(ms(n), i as u16, Some((12.0, 0.0)));
+        }
+        assert!(off.current(ms(1998), stale).is_some());
+    }
+}

@@ -10,7 +10,7 @@
 //! duration_s = 8.0
 //!
 //! [tower]
-//! config = ["../tower.toml", "common.toml"]   # merged in order, relative to this file
+//! config = ["../tower.toml", "base/tower.toml"]   # merged in order, relative to this file
 //! set = { "devices.insufflator.set_pressure_mmhg" = 12.0 }
 //!
 //! [[timeline]]

@@ -90,8 +90,10 @@ fn apply_set(base: &mut toml::Table, set: &toml::Table) {
             if !entry.is_table() {
                 *entry = toml::Value::Table(toml::Table::new());
             }
-            let toml::Value::Table(next) = entry else { unreachable!("made a table above") };
-            t = next;
+            t = match entry {
+                toml::Value::Table(next) => next,
+                _ => return, // made a table just above
+            };
         }
         match (t.get_mut(last), v) {
             (Some(toml::Value::Table(at)), toml::Value::Table(bt)) => deep_merge(at, bt.clone()),

@@ -4,7 +4,9 @@
 
 use crate::video_config::VideoConfig;
 use endotower_actors::camera::CameraConfig;
-use endotower_actors::config::{check_int, ConfigError, InsufflatorConfig, LightConfig, LimitsConfig, SafetyConfig, SimpleDeviceConfig};
+use endotower_actors::config::{
+    check_int, ConfigError, InsufflatorConfig, LightConfig, LimitsConfig, SafetyConfig, SimpleDeviceConfig, Transport,
+};
 use endotower_actors::supervisor::{ChildPolicy, RestartType, SupervisorPolicy};
 use endotower_actors::telemetry::config::TelemetryConfig;
 use endotower_sim::SimConfig;
@@ -109,6 +111,21 @@ pub enum ConfigLoadError {
 }
 
 impl TowerConfig {
+    /// Every device link, control and safety, on 127.0.0.1 port 0: the
+    /// simulators bind free ports and the links follow them (tests and
+    /// scenarios, so runs never clash over fixed ports).
+    pub fn use_free_loopback_ports(&mut self) {
+        let any = || Transport::Tcp { addr: "127.0.0.1:0".into() };
+        let d = &mut self.devices;
+        for l in [&mut d.insufflator.link, &mut d.light.link, &mut d.camera.link, &mut d.pedal.link] {
+            l.transport = any();
+        }
+        let s = &mut self.safety;
+        for l in [&mut s.insufflator, &mut s.light, &mut s.camera, &mut s.pedal] {
+            l.transport = any();
+        }
+    }
+
     /// Load a file plus `ENDOTOWER__…` environment overrides.
     pub fn load(file: &Path) -> Result<Self, ConfigLoadError> {
         let shown = file.display().to_string();

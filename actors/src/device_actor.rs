@@ -73,6 +73,8 @@ pub struct DeviceState<C> {
     events: EventBus,
     liveness: Liveness,
     polls: u64,
+    /// Link state at the last poll (LINK_LOST alarm edges).
+    last_link: LinkState,
 }
 
 pub struct DeviceActor<C>(std::marker::PhantomData<fn() -> C>);
@@ -107,16 +109,21 @@ impl<C: DeviceControl> DeviceState<C> {
                 self.control.on_link_down(self.link.state(), &mut ctx);
             }
         }
-        self.control.publish(self.link.state(), self.polls);
-        // The operator sees a lost device link (edge-triggered alarm).
-        match self.link.state() {
-            LinkState::Lost => {
-                self.events.raise(&self.name, "LINK_LOST", Severity::Medium, format!("{}: Modbus link lost; reconnecting", self.name));
+        let link = self.link.state();
+        self.control.publish(link, self.polls);
+        // The operator sees a lost device link: raised on entering Lost,
+        // cleared on reaching Connected again.
+        if link != self.last_link {
+            self.last_link = link;
+            match link {
+                LinkState::Lost => {
+                    self.events.raise(&self.name, "LINK_LOST", Severity::Medium, format!("{}: Modbus link lost; reconnecting", self.name));
+                }
+                LinkState::Connected => {
+                    self.events.clear(&self.name, "LINK_LOST", format!("{}: Modbus link back", self.name));
+                }
+                LinkState::Connecting | LinkState::Degraded => {}
             }
-            LinkState::Connected => {
-                self.events.clear(&self.name, "LINK_LOST", format!("{}: Modbus link back", self.name));
-            }
-            LinkState::Connecting | LinkState::Degraded => {}
         }
     }
 }
@@ -141,6 +148,7 @@ impl<C: DeviceControl> Actor for DeviceActor<C> {
             events: a.events,
             liveness: a.liveness,
             polls: 0,
+            last_link: LinkState::Connecting,
         })
     }
 

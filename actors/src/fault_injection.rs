@@ -5,12 +5,13 @@
 //! The tree wraps every leaf actor in [`Injectable`], which delegates the
 //! whole actor lifecycle to the real actor and, before each message, takes a
 //! pending [`InjectedFault`] from the actor's [`FaultSlot`]. The check is one
-//! uncontended lock per message; with nothing injected the actor behaves
-//! exactly as unwrapped. Nothing in the tower injects faults by itself: only
+//! atomic swap per message; with nothing injected the actor behaves exactly
+//! as unwrapped. Nothing in the tower injects faults by itself: only
 //! [`FaultInjector::inject`], called by tests and the scenario runner.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,16 +25,28 @@ pub enum InjectedFault {
     Hang(Duration),
 }
 
-/// The pending fault of one actor, kept across its restarts.
+/// The pending fault of one actor, kept across its restarts: 0 none,
+/// `PANIC` a panic, any other value a hang of that many ms.
 #[derive(Clone, Debug, Default)]
-pub struct FaultSlot(Arc<Mutex<Option<InjectedFault>>>);
+pub struct FaultSlot(Arc<AtomicU64>);
+
+const PANIC: u64 = u64::MAX;
 
 impl FaultSlot {
     fn take(&self) -> Option<InjectedFault> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+        match self.0.swap(0, Ordering::AcqRel) {
+            0 => None,
+            PANIC => Some(InjectedFault::Panic),
+            ms => Some(InjectedFault::Hang(Duration::from_millis(ms))),
+        }
     }
     fn set(&self, fault: InjectedFault) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(fault);
+        let word = match fault {
+            InjectedFault::Panic => PANIC,
+            // At least 1 ms (0 means none), short of the panic marker.
+            InjectedFault::Hang(d) => u64::try_from(d.as_millis()).unwrap_or(PANIC - 1).clamp(1, PANIC - 1),
+        };
+        self.0.store(word, Ordering::Release);
     }
 }
 

@@ -18,7 +18,7 @@ use super::trace::{Limits, Marker, MarkerKind, Sample, Trace};
 use crate::tower::{Tower, TowerError};
 use crate::tower_config::TowerConfig;
 use endotower_actors::commands::{Command, CommandSource};
-use endotower_actors::config::{relief_threshold, Transport};
+use endotower_actors::config::relief_threshold;
 use endotower_actors::events::{Event, EventKind};
 use endotower_actors::fault_injection::InjectedFault;
 use endotower_actors::link::LinkState;
@@ -119,15 +119,7 @@ pub fn tower_config(s: &Scenario, seed: u64, time_scale: f64, out: &Path) -> Res
     let text = toml::to_string(&merged).map_err(|e| RunError::Config { file: file.clone(), message: e.to_string() })?;
     let mut cfg = TowerConfig::from_toml(&text).map_err(|e| RunError::Config { file: file.clone(), message: e.to_string() })?;
     cfg.tower.id = format!("scn-{}-{}", s.name, std::process::id());
-    let any = || Transport::Tcp { addr: "127.0.0.1:0".into() };
-    let d = &mut cfg.devices;
-    for l in [&mut d.insufflator.link, &mut d.light.link, &mut d.camera.link, &mut d.pedal.link] {
-        l.transport = any();
-    }
-    let sf = &mut cfg.safety;
-    for l in [&mut sf.insufflator, &mut sf.light, &mut sf.camera, &mut sf.pedal] {
-        l.transport = any();
-    }
+    cfg.use_free_loopback_ports();
     cfg.sim.embedded = true;
     cfg.sim.model.seed = seed;
     cfg.sim.model.slow_time_scale = time_scale;
@@ -161,7 +153,6 @@ struct Live {
     camera: CameraFaultSwitch,
     broker: Option<Mosquitto>,
     observer: Option<Observer>,
-    recorder: Arc<EventRecorder>,
     model_path: PathBuf,
     model_copy: Vec<u8>,
     fs_dir: Option<PathBuf>,
@@ -317,16 +308,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
         (BrokerKind::Embedded, _, Some((addr, _))) => Some(Observer::start(addr, &format!("endotower/v1/{}", cfg.tower.id))),
         _ => None,
     };
-    let mut live = Live {
-        tower,
-        camera,
-        broker,
-        observer,
-        recorder: Arc::new(EventRecorder::new(Instant::now(), time_scale)),
-        model_path,
-        model_copy,
-        fs_dir: journal_fs::current(),
-    };
+    let mut live = Live { tower, camera, broker, observer, model_path, model_copy, fs_dir: journal_fs::current() };
     let warm = warm_up(&live, &cfg).await;
     if let Err(why) = warm {
         live.tower.shutdown().await;
@@ -335,8 +317,8 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
     let warmup_s = wall0.elapsed().as_secs_f64();
     // t = 0: from here on every event is recorded.
     let start = Instant::now();
-    live.recorder = Arc::new(EventRecorder::new(start, time_scale));
-    live.tower.events().add_sink(live.recorder.clone());
+    let recorder = Arc::new(EventRecorder::new(start, time_scale));
+    live.tower.events().add_sink(recorder.clone());
     if let Ok(mut d) = live.tower.video().display.lock() {
         d.max_interval = Duration::ZERO;
     }
@@ -420,7 +402,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
         }
         if now.duration_since(last_progress) >= Duration::from_millis(200) {
             last_progress = now;
-            seen_events = live.recorder.len();
+            seen_events = recorder.len();
             bar.show(t, s.duration_s, seen_events, record.actions.iter().filter(|a| a.fault).count());
         }
         if t >= s.duration_s {
@@ -429,7 +411,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
         let next_due = timeline.get(next_step).map(|st| start + Duration::from_secs_f64(st.at_s / time_scale)).unwrap_or(next_sample);
         tokio::time::sleep_until(next_sample.min(next_due).into()).await;
     }
-    bar.show(s.duration_s, s.duration_s, seen_events.max(live.recorder.len()), record.actions.iter().filter(|a| a.fault).count());
+    bar.show(s.duration_s, s.duration_s, seen_events.max(recorder.len()), record.actions.iter().filter(|a| a.fault).count());
     record.wall_s = start.elapsed().as_secs_f64();
     record.sim_s = s.duration_s;
     // Alarms raised at the end get a moment to reach MQTT.
@@ -444,7 +426,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
     }
     record.end = end_state(&live.tower).await;
     live.tower.events().clear_sinks();
-    record.events = live.recorder.take();
+    record.events = recorder.take();
     if let Some(o) = &live.observer {
         let r = o.received();
         record.mqtt_events = Some(r.events.clone());

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use endotower::tower_config::TowerConfig;
-use endotower_actors::config::Transport;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -24,15 +23,7 @@ pub fn test_config() -> TowerConfig {
     // their time drawing overlays (tests/display_golden.rs and
     // tests/window_smoke.rs cover the display).
     cfg.video.display.renderer = endotower_actors::display::config::RendererChoice::None;
-    let any = || Transport::Tcp { addr: "127.0.0.1:0".into() };
-    let d = &mut cfg.devices;
-    for l in [&mut d.insufflator.link, &mut d.light.link, &mut d.camera.link, &mut d.pedal.link] {
-        l.transport = any();
-    }
-    let s = &mut cfg.safety;
-    for l in [&mut s.insufflator, &mut s.light, &mut s.camera, &mut s.pedal] {
-        l.transport = any();
-    }
+    cfg.use_free_loopback_ports();
     cfg
 }
 

@@ -438,6 +438,7 @@ fn dispatch(cli: Cli) -> Result<()> {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    let memory = crate::memory_policy::apply();
     let cli = Cli::parse();
     // A benchmark prints its report; its per-event logs would drown it.
     // A scenario draws a progress bar; the injected faults' logs go to its report.
@@ -447,6 +448,7 @@ pub fn main() -> ExitCode {
         _ => "info",
     };
     logging::init(cli.log_format, default_filter);
+    tracing::debug!(?memory, "allocator policy");
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

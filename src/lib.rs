@@ -11,6 +11,7 @@
 //! - `v4l2_source` (feature `v4l2`): live capture from a V4L2 device.
 //! - [`tower`]: starting, inspecting and stopping a running tower.
 //! - [`logging`]: tracing-subscriber set-up (human or JSON, `RUST_LOG`).
+//! - [`memory_policy`]: the allocator's mmap threshold, fixed at start-up.
 //! - [`cli`]: the `endotower` command line.
 //! - [`bench`]: `endotower bench <NAME> [--quick] [--json]`.
 //! - [`dataset`]: `endotower dataset`, training data from the synthetic source.
@@ -26,6 +27,7 @@ pub mod dataset;
 pub mod embedded_broker;
 pub mod eval;
 pub mod logging;
+pub mod memory_policy;
 pub mod mqtt;
 pub mod scenario;
 pub mod snapshot;

@@ -200,6 +200,13 @@ impl TowerConfig {
         self.devices.pedal.validate("devices.pedal")?;
         self.safety.validate("safety")?;
         self.video.validate("video")?;
+        if self.video.enabled && self.video.realtime_priority && !self.safety.realtime_priority {
+            return Err(ConfigError::new(
+                "video.realtime_priority",
+                "true",
+                "false while safety.realtime_priority is false (a real-time video thread would outrank the safety island)",
+            ));
+        }
         self.telemetry.validate("telemetry")?;
         self.sim.model.validate().map_err(|e| ConfigError::new("sim.model", e.to_string(), "a valid simulator model"))?;
         Ok(())
@@ -231,6 +238,18 @@ mod tests {
         let t = default_text().replace("set_pressure_mmhg = 12.0", "set_pressure_mmhg = 12.0\nset_presure_mmhg = 12.0");
         let e = TowerConfig::from_toml(&t).unwrap_err().to_string();
         assert!(e.contains("set_presure_mmhg"), "{e}");
+    }
+
+    #[test]
+    fn real_time_video_threads_need_a_real_time_safety_island() {
+        let t = default_text()
+            .replace("light_safe_cap_pct = 30\nrealtime_priority = true", "light_safe_cap_pct = 30\nrealtime_priority = false");
+        let e = TowerConfig::from_toml(&t).unwrap_err().to_string();
+        assert!(e.contains("`video.realtime_priority` = true"), "{e}");
+        assert!(e.contains("safety.realtime_priority is false"), "{e}");
+        let both_off = t.replacen("realtime_priority = true", "realtime_priority = false", 1);
+        let cfg = TowerConfig::from_toml(&both_off).unwrap();
+        assert!(!cfg.safety.realtime_priority && !cfg.video.realtime_priority);
     }
 
     #[test]

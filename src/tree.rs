@@ -224,8 +224,13 @@ fn video_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
         on_meltdown: None,
         children: vec![
             child(ctx, "capture", &p.capture, |c, liveness| {
-                let args =
-                    CaptureArgs { source: c.source.clone(), frames: c.video.frames.clone(), stats: c.video.capture.clone(), liveness };
+                let args = CaptureArgs {
+                    source: c.source.clone(),
+                    frames: c.video.frames.clone(),
+                    stats: c.video.capture.clone(),
+                    liveness,
+                    realtime: c.cfg.video.realtime_priority,
+                };
                 (CaptureActor, args)
             }),
             child(ctx, "display", &p.display, |c, liveness| {
@@ -245,7 +250,14 @@ fn video_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
                     composed: c.video.composed.clone(),
                 });
                 let enhance = Some(EnhanceLink { channels: c.video.enhance.clone(), budget: Duration::from_millis(v.enhance.budget_ms) });
-                let args = DisplayArgs { frames: c.video.frames.subscribe(), stats: c.video.display.clone(), liveness, overlay, enhance };
+                let args = DisplayArgs {
+                    frames: c.video.frames.subscribe(),
+                    stats: c.video.display.clone(),
+                    liveness,
+                    overlay,
+                    enhance,
+                    realtime: v.realtime_priority,
+                };
                 (DisplayActor, args)
             }),
             child(ctx, "enhance", &p.enhance, |c, liveness| {

@@ -47,6 +47,15 @@ pub struct VideoConfig {
     pub display: DisplayConfig,
     #[serde(default)]
     pub enhance: EnhanceConfig,
+    /// Try SCHED_FIFO for the capture and display threads (needs
+    /// CAP_SYS_NICE; falls back with a warning). Off in tests that run
+    /// several towers at once without a real-time safety island.
+    #[serde(default = "realtime_by_default")]
+    pub realtime_priority: bool,
+}
+
+fn realtime_by_default() -> bool {
+    true
 }
 
 impl VideoConfig {

@@ -81,6 +81,22 @@ fn soak_one_hour_procedure_with_random_faults_keeps_every_promise() {
     assert!(report["counts"]["interlock_trips"].as_u64().unwrap() > 0, "the soak must exercise the interlocks");
 }
 
+/// The benchmark scenarios (`conf/scenarios/bench/`, run by hand for
+/// BENCHMARKS.md) stay loadable as the file format evolves.
+#[test]
+fn benchmark_scenarios_load() {
+    let dir = scenarios_dir().join("bench");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            Scenario::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "{n} benchmark scenarios in {}", dir.display());
+}
+
 /// HZ-001/HZ-002: the scenario suite notices a build whose safety island does
 /// not act. The island keeps cycling and beating the devices' heartbeat, but
 /// writes no interlock: the hung control actor cannot vent the surge, so the

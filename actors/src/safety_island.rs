@@ -381,6 +381,12 @@ impl SafetyIsland {
         &self.hooks
     }
 
+    /// The island thread's id (`None` once stopped): tells one island from
+    /// its replacement.
+    pub fn thread_id(&self) -> Option<std::thread::ThreadId> {
+        self.handle.as_ref().map(|h| h.thread().id())
+    }
+
     /// Time since the last completed cycle.
     pub fn since_last_cycle(&self) -> Duration {
         let last = Duration::from_micros(self.stats.last_cycle_us.load(Ordering::Acquire));

@@ -16,7 +16,10 @@ pub fn test_config() -> TowerConfig {
     let mut cfg = TowerConfig::from_toml(&text).unwrap();
     cfg.tower.id = format!("t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     cfg.tower.status_interval_ms = 500;
+    // Several towers share two cores here: no thread of theirs gets a
+    // real-time class, so none can starve another tower's safety island.
     cfg.safety.realtime_priority = false;
+    cfg.video.realtime_priority = false;
     // Telemetry (an embedded broker, a journal directory) only where a test asks for it.
     cfg.telemetry.enabled = false;
     // No compositing: three towers per test binary on two cores would spend

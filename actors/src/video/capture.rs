@@ -36,6 +36,8 @@ pub struct CaptureArgs {
     pub frames: watch::Sender<Option<FrameRef>>,
     pub stats: Arc<CaptureStats>,
     pub liveness: Liveness,
+    /// Run the capture thread at SCHED_FIFO [`crate::thread_priority::CAPTURE_PRIORITY`].
+    pub realtime: bool,
 }
 
 pub enum CaptureMsg {
@@ -53,9 +55,17 @@ pub struct CaptureState {
 
 pub struct CaptureActor;
 
-fn run(mut source: Box<dyn FrameSource>, frames: watch::Sender<Option<FrameRef>>, stats: Arc<CaptureStats>, stop: Arc<AtomicBool>) {
+fn run(
+    mut source: Box<dyn FrameSource>,
+    frames: watch::Sender<Option<FrameRef>>,
+    stats: Arc<CaptureStats>,
+    stop: Arc<AtomicBool>,
+    realtime: bool,
+) {
     // Frames must leave on time whatever the AI and the management plane do.
-    crate::thread_priority::make_realtime("capture", crate::thread_priority::CAPTURE_PRIORITY);
+    if realtime {
+        crate::thread_priority::make_realtime("capture", crate::thread_priority::CAPTURE_PRIORITY);
+    }
     let period = Duration::from_secs_f64(1.0 / source.fps().clamp(1.0, 1000.0));
     let mut next = Instant::now();
     while !stop.load(Ordering::Acquire) {
@@ -101,8 +111,8 @@ impl Actor for CaptureActor {
         let source = (a.source)()?;
         let stall_limit = Duration::from_secs_f64((10.0 / source.fps().max(1.0)).max(0.5));
         let stop = Arc::new(AtomicBool::new(false));
-        let (frames, stats, stop2) = (a.frames.clone(), a.stats.clone(), stop.clone());
-        let thread = std::thread::Builder::new().name("capture".into()).spawn(move || run(source, frames, stats, stop2))?;
+        let (frames, stats, stop2, realtime) = (a.frames.clone(), a.stats.clone(), stop.clone(), a.realtime);
+        let thread = std::thread::Builder::new().name("capture".into()).spawn(move || run(source, frames, stats, stop2, realtime))?;
         myself.send_interval(Duration::from_millis(50), || CaptureMsg::Watchdog);
         let seen = (a.stats.last_seq.load(Ordering::Acquire), a.stats.dropouts.load(Ordering::Acquire), Instant::now());
         Ok(CaptureState { stop, thread: Some(thread), stats: a.stats, liveness: a.liveness, last_seen: seen, stall_limit })

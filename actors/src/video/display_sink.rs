@@ -137,13 +137,16 @@ impl DisplaySink {
         stats: Arc<Mutex<DisplayStats>>,
         composer: Option<Composer>,
         enhance: Option<EnhanceLink>,
+        realtime: bool,
     ) -> std::io::Result<DisplaySink> {
         let stop = Arc::new(AtomicBool::new(false));
         let sp = stop.clone();
         let st = stats.clone();
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
         let thread = std::thread::Builder::new().name("display".into()).spawn(move || {
-            crate::thread_priority::make_realtime("display", crate::thread_priority::DISPLAY_PRIORITY);
+            if realtime {
+                crate::thread_priority::make_realtime("display", crate::thread_priority::DISPLAY_PRIORITY);
+            }
             let renderer = composer.as_ref().and_then(|c| Renderer::open(c.renderer));
             let mut shower = Shower { renderer, composer, started: Instant::now(), canvas: Vec::new(), last_shown: None, stats: st };
             match enhance {
@@ -255,6 +258,8 @@ pub struct DisplayArgs {
     pub overlay: Option<OverlayFeed>,
     /// `None`: no enhancement stage in this tower.
     pub enhance: Option<EnhanceLink>,
+    /// Run the display thread at SCHED_FIFO [`crate::thread_priority::DISPLAY_PRIORITY`].
+    pub realtime: bool,
 }
 
 pub struct DisplayState {
@@ -280,7 +285,7 @@ impl ractor::Actor for DisplayActor {
             }
             None => (None, None),
         };
-        let sink = DisplaySink::start(a.frames, a.stats, composer, a.enhance)?;
+        let sink = DisplaySink::start(a.frames, a.stats, composer, a.enhance, a.realtime)?;
         myself.send_interval(period, || ());
         Ok(DisplayState { sink: Some(sink), liveness: a.liveness, overlay })
     }

@@ -268,8 +268,8 @@ fn mean_rgb(f: &SyntheticFrame, x0: usize, y0: usize, x1: usize, y1: usize) -> [
     for y in y0..y1 {
         for x in x0..x1 {
             let p = (y * f.width as usize + x) * 3;
-            for c in 0..3 {
-                sum[c] += f64::from(f.rgb[p + c]);
+            for (s, v) in sum.iter_mut().zip(&f.rgb[p..p + 3]) {
+                *s += f64::from(*v);
             }
             n += 1.0;
         }

@@ -90,7 +90,7 @@ async fn hz002_inflow_is_inhibited_above_p1_plus_margin_even_if_control_keeps_th
         "{:?}",
         sim.insufflator()
     );
-    assert!(tower.events().is_active("safety", "HZ-002"));
+    assert!(wait_for(Duration::from_secs(2), || tower.events().is_active("safety", "HZ-002")).await);
     tower.shutdown().await;
 }
 
@@ -118,6 +118,28 @@ async fn hz009_empty_co2_supply_raises_the_supply_low_alarm() {
     assert!(
         wait_for(Duration::from_secs(5), || !tower.events().is_active("insufflator", "SUPPLY_LOW")).await,
         "alarm clears when supply returns"
+    );
+    tower.shutdown().await;
+}
+
+/// HZ-010: an insufflator that acknowledges the island's safety word but does
+/// not apply it is caught by the read-back, and the alarm clears once the
+/// word lands again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hz010_a_safety_word_the_insufflator_does_not_apply_raises_the_read_back_alarm() {
+    let tower = Tower::start(test_config()).await.unwrap();
+    let sim = tower.sim().unwrap();
+    assert!(wait_for(Duration::from_secs(10), || !sim.failsafe(Device::Insufflator)).await);
+    assert!(!tower.events().is_active("safety", "HZ-010"));
+    sim.set_fault(Device::Insufflator, Fault::SafetyWriteIgnored);
+    // The island now writes FORCE_VENT | INHIBIT_INFLOW, which the device drops.
+    sim.inject_pressure(23.0);
+    assert!(wait_for(Duration::from_secs(5), || tower.events().is_active("safety", "HZ-010")).await, "lost override not noticed");
+    assert_eq!(sim.insufflator().safety_cmd & safety_cmd::FORCE_VENT, 0, "the fault should have dropped the override");
+    sim.clear_fault(Device::Insufflator, endotower_sim::FaultKind::SafetyWriteIgnored);
+    assert!(
+        wait_for(Duration::from_secs(5), || !tower.events().is_active("safety", "HZ-010")).await,
+        "the alarm stays although the word is applied again"
     );
     tower.shutdown().await;
 }

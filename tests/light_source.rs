@@ -36,7 +36,7 @@ async fn hz004_led_over_temperature_switches_the_led_off() {
     sim.set_led_temp(90.0);
     assert!(wait_for(Duration::from_secs(5), || sim.light().safety_cap == 0).await, "{:?}", sim.light());
     assert!(wait_for(Duration::from_secs(5), || !sim.light().led_on).await);
-    assert!(tower.events().is_active("safety", "HZ-004"));
+    assert!(wait_for(Duration::from_secs(2), || tower.events().is_active("safety", "HZ-004")).await);
     assert!(
         wait_for(Duration::from_secs(5), || tower.events().is_active("light", "LED_OVER_TEMPERATURE")).await,
         "control plane also saw it"
@@ -53,5 +53,36 @@ async fn hz006_unreadable_led_temperature_caps_the_light() {
     let cap = tower.config().safety.light_safe_cap_pct;
     assert!(wait_for(Duration::from_secs(5), || sim.light().safety_cap == cap).await, "{:?}", sim.light());
     assert!(sim.light().drive_applied <= cap * 10);
+    tower.shutdown().await;
+}
+
+/// HZ-010: a light that drops the island's cap is caught by the read-back.
+/// The alarm stays raised while only this device disagrees (the insufflator's
+/// good read-back in the same period must not clear it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hz010_a_light_that_ignores_the_safety_cap_keeps_the_read_back_alarm_raised() {
+    use endotower_actors::events::EventKind;
+    let tower = Tower::start(test_config()).await.unwrap();
+    let sim = tower.sim().unwrap();
+    assert!(wait_for(Duration::from_secs(10), || sim.light().led_on && !sim.failsafe(Device::Insufflator)).await);
+    let uncapped = sim.light().safety_cap;
+    sim.set_fault(Device::Light, Fault::SafetyWriteIgnored);
+    sim.set_led_temp(90.0); // the island now writes cap 0, which the device drops
+    assert!(wait_for(Duration::from_secs(5), || tower.events().is_active("safety", "HZ-010")).await, "lost cap not noticed");
+    assert_eq!(sim.light().safety_cap, uncapped, "the fault should have dropped the cap");
+    let mut events = tower.events().subscribe();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut cleared = 0;
+    loop {
+        match events.try_recv() {
+            Ok(e) if e.code == "HZ-010" && e.kind == EventKind::AlarmCleared => cleared += 1,
+            Ok(_) => {}
+            // A flood of raise/clear pairs overruns the buffer: that counts.
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => cleared += n,
+            Err(_) => break,
+        }
+    }
+    assert_eq!(cleared, 0, "HZ-010 was cleared while the light still ignored its cap");
+    assert!(tower.events().is_active("safety", "HZ-010"));
     tower.shutdown().await;
 }

@@ -125,9 +125,14 @@ struct Loop {
     heartbeat: u16,
     last_ins_cmd: Option<u16>,
     last_light_cap: Option<u16>,
-    echo_fault: bool,
+    /// Safety-word read-back mismatch per device ([`ECHO_INSUFFLATOR`],
+    /// [`ECHO_LIGHT`]); HZ-010 is active while either is.
+    echo_fault: [bool; 2],
     last_aux: Option<Instant>,
 }
+
+const ECHO_INSUFFLATOR: usize = 0;
+const ECHO_LIGHT: usize = 1;
 
 fn make_link(name: &str, cfg: &crate::config::LinkConfig, timeout: Duration) -> ModbusLink {
     let mut l = ModbusLink::new(format!("safety/{name}"), cfg.clone());
@@ -167,7 +172,7 @@ impl Loop {
             heartbeat: 0,
             last_ins_cmd: None,
             last_light_cap: None,
-            echo_fault: false,
+            echo_fault: [false; 2],
             last_aux: None,
         }
     }
@@ -182,19 +187,24 @@ impl Loop {
         self.pedal_link = make_link("pedal", &self.cfg.pedal, t);
     }
 
-    fn check_echo(&mut self, what: &str, echo: u16, written: Option<u16>, trips: &mut Vec<Trip>) {
-        let bad = written.is_some_and(|w| w != echo);
-        if bad != self.echo_fault {
-            self.echo_fault = bad;
+    /// HZ-010: the device must read back the safety word written last
+    /// period. Raised when a device starts to differ, cleared when neither does.
+    /// After a failed write nothing is known, and nothing changes.
+    fn check_echo(&mut self, device: usize, echo: u16, written: Option<u16>, trips: &mut Vec<Trip>) {
+        let what = ["insufflator", "light"][device];
+        let Some(written) = written else { return };
+        let bad = written != echo;
+        let was_active = self.echo_fault.contains(&true);
+        let changed = self.echo_fault[device] != bad;
+        self.echo_fault[device] = bad;
+        if bad && changed {
             trips.push(Trip {
                 hazard: "HZ-010",
-                active: bad,
-                message: if bad {
-                    format!("{what} safety word read back as {echo}, wrote {written:?}")
-                } else {
-                    format!("{what} safety word read-back ok")
-                },
+                active: true,
+                message: format!("{what} safety word read back as {echo}, wrote {written}"),
             });
+        } else if was_active && !self.echo_fault.contains(&true) {
+            trips.push(Trip { hazard: "HZ-010", active: false, message: format!("{what} safety word read-back ok") });
         }
     }
 
@@ -212,14 +222,14 @@ impl Loop {
         if let Ok(w) = ins_r {
             let p = registers::decode_signed(w[ins::PRESSURE as usize], 0.01).filter(|p| in_span(*p, self.cfg.pressure_span_mmhg));
             self.ins_fresh.observe(now, w[ins::SAMPLE_SEQ as usize], p.map(|p| (p, 0.0)));
-            self.check_echo("insufflator", w[ins::SAFETY_ECHO as usize], self.last_ins_cmd, &mut trips);
+            self.check_echo(ECHO_INSUFFLATOR, w[ins::SAFETY_ECHO as usize], self.last_ins_cmd, &mut trips);
         }
         if let Ok(w) = light_r {
             let span = self.cfg.temperature_span_c;
             let led = registers::decode_signed(w[light::LED_TEMP as usize], 0.1).filter(|t| in_span(*t, span));
             let tip = registers::decode_signed(w[light::TIP_TEMP as usize], 0.1).filter(|t| in_span(*t, span));
             self.light_fresh.observe(now, w[light::SAMPLE_SEQ as usize], led.zip(tip));
-            self.check_echo("light", w[light::SAFETY_ECHO as usize], self.last_light_cap, &mut trips);
+            self.check_echo(ECHO_LIGHT, w[light::SAFETY_ECHO as usize], self.last_light_cap, &mut trips);
         }
         let stale = Duration::from_millis(self.cfg.stale_ms);
         let safe_state = self.setpoints.safe_state();

@@ -54,6 +54,9 @@ pub enum Fault {
     FanFailure,
     /// The light cable is unplugged; only reported in STATUS (light).
     CableUnplugged,
+    /// Writes to the safety word (insufflator SAFETY_CMD, light SAFETY_CAP)
+    /// are acknowledged but not applied: a lost safety override (HZ-010).
+    SafetyWriteIgnored,
 }
 
 /// The kind of a [`Fault`], without its parameters; used to clear faults.
@@ -72,6 +75,7 @@ pub enum FaultKind {
     SupplyEmpty,
     FanFailure,
     CableUnplugged,
+    SafetyWriteIgnored,
 }
 
 impl Fault {
@@ -88,6 +92,7 @@ impl Fault {
             Fault::SupplyEmpty => FaultKind::SupplyEmpty,
             Fault::FanFailure => FaultKind::FanFailure,
             Fault::CableUnplugged => FaultKind::CableUnplugged,
+            Fault::SafetyWriteIgnored => FaultKind::SafetyWriteIgnored,
         }
     }
 }
@@ -107,6 +112,7 @@ enum FaultSpec {
     SupplyEmpty,
     FanFailure,
     CableUnplugged,
+    SafetyWriteIgnored,
 }
 
 impl From<FaultSpec> for Fault {
@@ -123,6 +129,7 @@ impl From<FaultSpec> for Fault {
             FaultSpec::SupplyEmpty => Fault::SupplyEmpty,
             FaultSpec::FanFailure => Fault::FanFailure,
             FaultSpec::CableUnplugged => Fault::CableUnplugged,
+            FaultSpec::SafetyWriteIgnored => Fault::SafetyWriteIgnored,
         }
     }
 }
@@ -141,6 +148,7 @@ impl From<Fault> for FaultSpec {
             Fault::SupplyEmpty => FaultSpec::SupplyEmpty,
             Fault::FanFailure => FaultSpec::FanFailure,
             Fault::CableUnplugged => FaultSpec::CableUnplugged,
+            Fault::SafetyWriteIgnored => FaultSpec::SafetyWriteIgnored,
         }
     }
 }
@@ -160,6 +168,7 @@ pub(crate) struct FaultSet {
     pub(crate) supply_empty: bool,
     pub(crate) fan_failure: bool,
     pub(crate) cable_unplugged: bool,
+    pub(crate) safety_write_ignored: bool,
 }
 
 impl FaultSet {
@@ -182,6 +191,7 @@ impl FaultSet {
             Fault::SupplyEmpty => self.supply_empty = true,
             Fault::FanFailure => self.fan_failure = true,
             Fault::CableUnplugged => self.cable_unplugged = true,
+            Fault::SafetyWriteIgnored => self.safety_write_ignored = true,
         }
     }
 
@@ -198,6 +208,7 @@ impl FaultSet {
             FaultKind::SupplyEmpty => self.supply_empty = false,
             FaultKind::FanFailure => self.fan_failure = false,
             FaultKind::CableUnplugged => self.cable_unplugged = false,
+            FaultKind::SafetyWriteIgnored => self.safety_write_ignored = false,
         }
     }
 

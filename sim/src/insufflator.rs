@@ -129,6 +129,7 @@ impl Insufflator {
 
 impl Model for Insufflator {
     const HEARTBEAT: u16 = reg::HEARTBEAT;
+    const SAFETY_WORD: Option<u16> = Some(reg::SAFETY_CMD);
 
     fn value_ok(&self, addr: u16, value: u16) -> bool {
         match addr {

@@ -97,6 +97,7 @@ impl Light {
 
 impl Model for Light {
     const HEARTBEAT: u16 = reg::HEARTBEAT;
+    const SAFETY_WORD: Option<u16> = Some(reg::SAFETY_CAP);
 
     /// SAFETY_CAP boots at 100 % (no cap): like SAFETY_CMD = 0 on the
     /// insufflator, a zeroed safety block means "no override", and the boot

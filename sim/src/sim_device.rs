@@ -23,6 +23,8 @@ const MAX_SUBSTEPS: f64 = 10_000.0;
 pub(crate) trait Model: Send + 'static {
     /// Address of the HEARTBEAT word.
     const HEARTBEAT: u16;
+    /// Address of the safety word the island writes, if the device has one.
+    const SAFETY_WORD: Option<u16> = None;
     /// Power-on values of the control and safety words.
     fn init_table(&self, _table: &mut RegisterTable) {}
     /// Is `value` acceptable for a bus-master write to `addr` (a writable address)?
@@ -83,6 +85,10 @@ impl<M: Model> SimDevice<M> {
         self.table.check_write(addr, values, max_qty, |a, v| model.value_ok(a, v))?;
         let before = self.table.clone();
         self.table.write(addr, values);
+        if let Some(word) = M::SAFETY_WORD.filter(|_| self.faults.safety_write_ignored) {
+            // Acknowledged, not applied: the device keeps its old safety word.
+            self.table.set(word, before.get(word));
+        }
         let at = Instant::now();
         if self.table.get(M::HEARTBEAT) != before.get(M::HEARTBEAT) {
             self.heartbeat.beat();
@@ -279,6 +285,21 @@ mod tests {
         assert_eq!(b.try_write(TABLE_LEN, 0), Err(ExceptionCode::IllegalDataAddress));
         assert_eq!(b.try_write(reg::PWM_DUTY, 1000), Ok(()));
         assert_eq!(b.try_write(reg::HEARTBEAT, 7), Ok(()));
+    }
+
+    #[test]
+    fn an_ignored_safety_word_is_acknowledged_but_not_applied_while_the_heartbeat_is() {
+        let mut b = insufflator();
+        b.sim.faults_mut().set(Fault::SafetyWriteIgnored);
+        // The island's write: SAFETY_CMD and HEARTBEAT in one request.
+        let island = Request::WriteMultipleRegisters(reg::SAFETY_CMD, Cow::Owned(vec![3, 42]));
+        assert!(b.sim.handle(&island).is_ok(), "the write is acknowledged");
+        b.sim.step(0.001);
+        assert_eq!((b.reg(reg::SAFETY_CMD), b.reg(reg::SAFETY_ECHO), b.reg(reg::HEARTBEAT)), (0, 0, 42));
+        b.sim.faults_mut().clear(FaultKind::SafetyWriteIgnored);
+        assert!(b.sim.handle(&island).is_ok());
+        b.sim.step(0.001);
+        assert_eq!((b.reg(reg::SAFETY_CMD), b.reg(reg::SAFETY_ECHO)), (3, 3));
     }
 
     #[test]

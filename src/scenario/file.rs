@@ -264,6 +264,7 @@ fn fault_label(f: &Fault) -> String {
         Fault::SupplyEmpty => "CO2 empty".into(),
         Fault::FanFailure => "fan failure".into(),
         Fault::CableUnplugged => "cable unplugged".into(),
+        Fault::SafetyWriteIgnored => "safety write ignored".into(),
     }
     .to_lowercase()
 }

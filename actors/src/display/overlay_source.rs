@@ -31,19 +31,34 @@ impl OverlaySource {
     }
 
     pub fn snapshot(&self, now: Instant) -> OverlayInputs {
+        // One read guard at a time, each dropped at the end of its own
+        // statement. Inside one struct literal every `borrow()` guard would
+        // live to the end of the literal: holding the AI status guard while
+        // `drawable` reads the status again deadlocked against the inference
+        // actor's `send_if_modified` (a waiting writer blocks new readers),
+        // freezing both runtime workers (seen in the scenario suite).
+        let insufflator = self.devices.insufflator.borrow().clone();
+        let light = self.devices.light.borrow().clone();
+        let camera = self.devices.camera.borrow().clone();
+        let pedal = self.devices.pedal.borrow().clone();
+        let ai = self.video.ai.status.borrow().clone();
+        let result = self.video.ai.drawable(now, self.max_result_age);
+        let exam = self.video.exam.borrow().clone();
+        let alarms = self.events.active_alarms();
+        let enhancement = self.enhancement();
         OverlayInputs {
-            insufflator: self.devices.insufflator.borrow().clone(),
-            light: self.devices.light.borrow().clone(),
-            camera: self.devices.camera.borrow().clone(),
-            pedal: self.devices.pedal.borrow().clone(),
-            ai: Some(self.video.ai.status.borrow().clone()),
-            result: self.video.ai.drawable(now, self.max_result_age),
+            insufflator,
+            light,
+            camera,
+            pedal,
+            ai: Some(ai),
+            result,
             class_names: self.class_names.clone(),
             high_risk_classes: self.high_risk_classes.clone(),
             high_risk_threshold: self.high_risk_threshold,
-            exam: self.video.exam.borrow().clone(),
-            alarms: self.events.active_alarms(),
-            enhancement: self.enhancement(),
+            exam,
+            alarms,
+            enhancement,
             safe_state: self.setpoints.safe_state(),
         }
     }

@@ -28,14 +28,28 @@ fn run_cli(file: &Path) -> Result<String, String> {
     let name = file.file_stem().unwrap().to_string_lossy().to_string();
     let out = out_dir(&name);
     let _ = std::fs::remove_dir_all(&out);
-    let o = Command::new(env!("CARGO_BIN_EXE_endotower"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_endotower"))
         .args(["scenario", "run"])
         .arg(file)
         .arg("--out")
         .arg(&out)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run endotower");
+    // A hung tower must fail the suite, not stall CI: no scenario takes
+    // anywhere near this long (the soak: about 2 minutes).
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while child.try_wait().expect("wait for endotower").is_none() {
+        if std::time::Instant::now() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{name}: still running after 600 s (hung), killed"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().expect("collect endotower output");
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
     if o.status.success() {
         Ok(stdout)

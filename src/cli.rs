@@ -36,7 +36,7 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Stop by itself after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_duration_s)]
         duration_s: Option<f64>,
         /// Exam number, overriding `video.exam.number`.
         #[arg(long)]
@@ -209,6 +209,19 @@ fn parse_size(s: &str) -> Result<(u32, u32)> {
     Ok((w, h))
 }
 
+/// Longest `--duration-s` accepted: a year.
+const MAX_DURATION_S: f64 = 365.0 * 24.0 * 3600.0;
+
+/// A run length in seconds: finite, above 0, at most a year.
+fn parse_duration_s(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= MAX_DURATION_S {
+        Ok(v)
+    } else {
+        Err(format!("{s} is outside 0 < seconds <= {MAX_DURATION_S} (one year)"))
+    }
+}
+
 fn load(path: &std::path::Path) -> Result<TowerConfig> {
     TowerConfig::load(path).map_err(anyhow::Error::from)
 }
@@ -217,7 +230,7 @@ fn load(path: &std::path::Path) -> Result<TowerConfig> {
 async fn wait_stop(duration_s: Option<f64>) {
     let timer = async {
         match duration_s {
-            Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.max(0.0))).await,
+            Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.clamp(0.0, MAX_DURATION_S))).await,
             None => std::future::pending().await,
         }
     };

@@ -7,7 +7,7 @@ use endotower_actors::camera::CameraConfig;
 use endotower_actors::config::{
     check_int, ConfigError, InsufflatorConfig, LightConfig, LimitsConfig, SafetyConfig, SimpleDeviceConfig, Transport,
 };
-use endotower_actors::supervisor::{ChildPolicy, RestartType, SupervisorPolicy};
+use endotower_actors::supervisor::{ChildPolicy, MeltdownAction, RestartType, SupervisorPolicy};
 use endotower_actors::telemetry::config::TelemetryConfig;
 use endotower_sim::SimConfig;
 use serde::{Deserialize, Serialize};
@@ -61,7 +61,41 @@ pub struct ChildPolicies {
 }
 
 fn default_telemetry_policy() -> ChildPolicy {
-    ChildPolicy { restart: RestartType::Permanent, backoff_initial_ms: 100, backoff_max_ms: 5000, hang_timeout_ms: None }
+    ChildPolicy {
+        restart: RestartType::Permanent,
+        backoff_initial_ms: 100,
+        backoff_max_ms: 1000,
+        hang_timeout_ms: None,
+        start_timeout_ms: 10_000,
+        down_alarm_ms: None,
+    }
+}
+
+impl ChildPolicies {
+    /// The policy of the child named `name` in [`crate::tree::TREE`].
+    pub fn get(&self, name: &str) -> Option<&ChildPolicy> {
+        Some(match name {
+            "safety" => &self.safety,
+            "devices" => &self.devices,
+            "commands" => &self.commands,
+            "status" => &self.status,
+            "insufflator" => &self.insufflator,
+            "light" => &self.light,
+            "camera" => &self.camera,
+            "pedal" => &self.pedal,
+            "video" => &self.video,
+            "capture" => &self.capture,
+            "display" => &self.display,
+            "analysis" => &self.analysis,
+            "selector" => &self.selector,
+            "inference" => &self.inference,
+            "archive" => &self.archive,
+            "enhance" => &self.enhance,
+            "telemetry" => &self.telemetry,
+            "broker" => &self.broker,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,6 +106,44 @@ pub struct SupervisionConfig {
     pub video: SupervisorPolicy,
     pub analysis: SupervisorPolicy,
     pub children: ChildPolicies,
+}
+
+impl SupervisionConfig {
+    /// The policy of the supervisor named `name` in [`crate::tree::TREE`].
+    pub fn supervisor(&self, name: &str) -> Option<&SupervisorPolicy> {
+        Some(match name {
+            "root" => &self.root,
+            "devices" => &self.devices,
+            "video" => &self.video,
+            "analysis" => &self.analysis,
+            _ => return None,
+        })
+    }
+
+    /// Every policy on its own, then each supervisor against each of its
+    /// children (a crash loop must be able to reach the intensity limit),
+    /// and the root's meltdown action.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (sup, children) in crate::tree::TREE {
+            let path = format!("supervision.{sup}");
+            let policy = self.supervisor(sup).ok_or_else(|| ConfigError::new("supervision", sup, "a supervisor of the tree"))?;
+            policy.validate(&path)?;
+            for child in *children {
+                let child_path = format!("supervision.children.{child}");
+                let p = self.children.get(child).ok_or_else(|| ConfigError::new(&child_path, "missing", "a child of the tree"))?;
+                p.validate(&child_path)?;
+                policy.check_reachable(&path, &child_path, p)?;
+            }
+        }
+        if !matches!(self.root.meltdown, MeltdownAction::Contain | MeltdownAction::SafeStateAndContain) {
+            return Err(ConfigError::new(
+                "supervision.root.meltdown",
+                format!("{:?}", self.root.meltdown),
+                "contain or safe_state_and_contain: the root has no parent, and failing would stop the live picture and telemetry",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,32 +239,19 @@ impl TowerConfig {
         }
         check_int("tower.status_interval_ms", self.tower.status_interval_ms, 50, 3_600_000, "ms")?;
         self.limits.validate("limits")?;
-        let s = &self.supervision;
-        s.root.validate("supervision.root")?;
-        s.devices.validate("supervision.devices")?;
-        s.video.validate("supervision.video")?;
-        s.analysis.validate("supervision.analysis")?;
-        let c = &s.children;
-        for (name, p) in [
-            ("safety", &c.safety),
-            ("devices", &c.devices),
-            ("commands", &c.commands),
-            ("status", &c.status),
-            ("insufflator", &c.insufflator),
-            ("light", &c.light),
-            ("camera", &c.camera),
-            ("pedal", &c.pedal),
-            ("video", &c.video),
-            ("capture", &c.capture),
-            ("display", &c.display),
-            ("analysis", &c.analysis),
-            ("selector", &c.selector),
-            ("inference", &c.inference),
-            ("archive", &c.archive),
-            ("telemetry", &c.telemetry),
-            ("broker", &c.broker),
-        ] {
-            p.validate(&format!("supervision.children.{name}"))?;
+        self.supervision.validate()?;
+        if let Some(hang) = self.supervision.children.status.hang_timeout_ms {
+            // The status actor beats once per status line.
+            if hang <= self.tower.status_interval_ms {
+                return Err(ConfigError::new(
+                    "supervision.children.status.hang_timeout_ms",
+                    hang,
+                    &format!(
+                        "more than tower.status_interval_ms ({} ms): the status actor beats once per line",
+                        self.tower.status_interval_ms
+                    ),
+                ));
+            }
         }
         self.devices.insufflator.validate("devices.insufflator", &self.limits)?;
         self.devices.light.validate("devices.light", &self.limits)?;

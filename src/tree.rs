@@ -2,7 +2,7 @@
 //! `[supervision]` section of the config (see `conf/tower.toml`):
 //!
 //! ```text
-//! root                one_for_one, meltdown -> safe state + alarm
+//! root                one_for_one, meltdown -> safe state + alarm, contained (no parent)
 //! ├─ safety           watchdog of the safety island thread (island outlives it)
 //! ├─ devices          one_for_one, meltdown -> safe state + alarm
 //! │  ├─ insufflator   Modbus link + PWM flow / pressure control
@@ -40,7 +40,7 @@ use endotower_actors::pedal::PedalControl;
 use endotower_actors::safety_actor::{SafetyActor, SafetyArgs, SafetySlot};
 use endotower_actors::setpoints::Setpoints;
 use endotower_actors::status_reporter::{StatusArgs, StatusReporter};
-use endotower_actors::supervisor::{ChildPolicy, ChildSpec, Liveness, MeltdownHook, Supervisor, SupervisorSpec};
+use endotower_actors::supervisor::{spawn_child, ChildPolicy, ChildSpec, Liveness, MeltdownHook, Supervisor, SupervisorSpec};
 use endotower_actors::video::analysis::{AnalysisActor, AnalysisArgs};
 use endotower_actors::video::archive::{ArchiveActor, ArchiveArgs};
 use endotower_actors::video::capture::{CaptureActor, CaptureArgs, SourceFactory};
@@ -51,6 +51,16 @@ use endotower_actors::video::inference::{InferenceActor, InferenceArgs};
 use ractor::Actor;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The shape of the tree: each supervisor with its children, in start
+/// order. Config validation walks it (`[supervision]` must have a policy for
+/// every name); the specs below build exactly this (a test checks).
+pub const TREE: &[(&str, &[&str])] = &[
+    ("root", &["safety", "devices", "commands", "status", "video", "telemetry", "broker"]),
+    ("devices", &["insufflator", "light", "camera", "pedal"]),
+    ("video", &["capture", "display", "enhance", "analysis", "archive"]),
+    ("analysis", &["selector", "inference"]),
+];
 
 /// Everything the tree's children are built from; shared by all restarts.
 pub struct TreeContext {
@@ -103,8 +113,7 @@ where
         start: Arc::new(move |sup| {
             let (inner, args) = make(&ctx, beat.clone());
             let actor = Injectable { inner, name: actor_name.clone(), slot: slot.clone() };
-            let name = actor_name.clone();
-            Box::pin(async move { Actor::spawn_linked(Some(name), actor, args, sup).await.map(|(r, _)| r.get_cell()) })
+            spawn_child(Some(actor_name.clone()), actor, args, sup)
         }),
     }
 }
@@ -138,6 +147,7 @@ fn devices_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
         policy: ctx.cfg.supervision.devices.clone(),
         events: ctx.events.clone(),
         on_meltdown: Some(ctx.meltdown_hook()),
+        liveness: None,
         children: vec![
             device(
                 ctx,
@@ -171,11 +181,16 @@ fn devices_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
     }
 }
 
-/// A nested supervisor as a child (a supervisor has no liveness beat).
+/// A nested supervisor as a child: it beats on its 50 ms tick and while it
+/// waits on a bounded start or stop, so its parent can tell it is stuck.
 fn supervisor_child(name: &str, policy: &ChildPolicy, make: Arc<dyn Fn() -> SupervisorSpec + Send + Sync>) -> ChildSpec {
-    let mut policy = policy.clone();
-    policy.hang_timeout_ms = None;
-    ChildSpec { name: name.into(), policy, liveness: None, start: Supervisor::child_start(make) }
+    let liveness = Liveness::default();
+    ChildSpec {
+        name: name.into(),
+        policy: policy.clone(),
+        liveness: Some(liveness.clone()),
+        start: Supervisor::child_start(make, liveness),
+    }
 }
 
 fn analysis_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
@@ -185,6 +200,7 @@ fn analysis_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
         policy: ctx.cfg.supervision.analysis.clone(),
         events: ctx.events.clone(),
         on_meltdown: None,
+        liveness: None,
         children: vec![
             child(ctx, "selector", &p.selector, |c, liveness| {
                 let v = &c.video;
@@ -222,6 +238,7 @@ fn video_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
         policy: ctx.cfg.supervision.video.clone(),
         events: ctx.events.clone(),
         on_meltdown: None,
+        liveness: None,
         children: vec![
             child(ctx, "capture", &p.capture, |c, liveness| {
                 let args = CaptureArgs {
@@ -297,6 +314,7 @@ pub fn root_spec(ctx: Arc<TreeContext>) -> SupervisorSpec {
         policy: ctx.cfg.supervision.root.clone(),
         events: ctx.events.clone(),
         on_meltdown: Some(ctx.meltdown_hook()),
+        liveness: None,
         children: vec![
             child(&ctx, "safety", &p.safety, |c, liveness| {
                 let args = SafetyArgs {

@@ -79,3 +79,45 @@ fn a_v4l2_source_in_a_build_without_the_feature_says_how_to_get_it() {
     assert!(out.contains("`video.source.kind`") && out.contains("--features v4l2"), "{out}");
     let _ = std::fs::remove_file(p);
 }
+
+/// Issue 14: `--duration-s 1e20` panicked and `NaN` ran for 0 s.
+#[test]
+fn a_run_duration_that_is_not_a_sane_number_of_seconds_is_refused_before_anything_starts() {
+    for bad in ["1e20", "NaN", "-3", "0", "inf", "ten"] {
+        let (ok, out) = endotower(&["run", &format!("--duration-s={bad}")], &[]);
+        assert!(!ok, "--duration-s {bad} accepted");
+        assert!(out.contains("--duration-s") && out.contains(bad), "{bad}: {out}");
+    }
+}
+
+/// A crash loop must be able to reach its supervisor's intensity limit.
+#[test]
+fn a_backoff_cap_that_keeps_a_crash_loop_below_the_intensity_limit_is_refused() {
+    let p = write_conf(
+        "unreachable",
+        "[supervision.children.insufflator]\nrestart = \"permanent\"\nbackoff_initial_ms = 50\nbackoff_max_ms = 1000",
+        "[supervision.children.insufflator]\nrestart = \"permanent\"\nbackoff_initial_ms = 50\nbackoff_max_ms = 2000",
+    );
+    let (ok, out) = endotower(&["check-config", p.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(out.contains("supervision.children.insufflator.backoff_max_ms") && out.contains("supervision.devices.max_restarts"), "{out}");
+    let _ = std::fs::remove_file(p);
+}
+
+#[test]
+fn a_status_hang_timeout_not_above_the_status_interval_is_refused() {
+    let p = write_conf("status-hang", "status_interval_ms = 1000", "status_interval_ms = 5000");
+    let (ok, out) = endotower(&["check-config", p.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(out.contains("supervision.children.status.hang_timeout_ms"), "{out}");
+    let _ = std::fs::remove_file(p);
+}
+
+#[test]
+fn a_root_that_would_fail_upwards_at_a_meltdown_is_refused() {
+    let p = write_conf("root", "meltdown = \"safe_state_and_contain\"", "meltdown = \"safe_state\"");
+    let (ok, out) = endotower(&["check-config", p.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(out.contains("supervision.root.meltdown"), "{out}");
+    let _ = std::fs::remove_file(p);
+}

@@ -11,6 +11,7 @@ use crate::video::archive::ExamInfo;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +67,10 @@ pub enum Rejection {
     InvalidExam { field: &'static str, reason: String },
     #[error("this command path has no exam channel")]
     NoExamChannel,
+    /// The command waited past its deadline (the submitter had given up);
+    /// it was not applied.
+    #[error("not applied: the command waited {waited_ms} ms, past its deadline (the submitter had stopped waiting)")]
+    Expired { waited_ms: u64 },
 }
 
 /// What was applied.
@@ -183,18 +188,31 @@ pub enum SubmitError {
     NoAnswer(String),
 }
 
+/// How long [`submit`] waits for an answer.
+pub const SUBMIT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// A command is applied only this soon after it was submitted, so that its
+/// answer reaches a submitter still waiting: a call that timed out is still
+/// delivered (ractor), and must then not change anything.
+pub const APPLY_DEADLINE: Duration = Duration::from_millis(900);
+
 /// Submit `command` to the command actor registered as `name`, looked up
-/// per call so a restarted actor is found; waits up to 1 s for its answer.
+/// per call so a restarted actor is found; waits up to [`SUBMIT_TIMEOUT`]
+/// for its answer. A command the actor reaches after [`APPLY_DEADLINE`] is
+/// answered [`Rejection::Expired`] and not applied.
 pub async fn submit(name: &str, source: CommandSource, command: Command) -> Result<Result<Applied, Rejection>, SubmitError> {
     let cell = ractor::registry::where_is(name).ok_or_else(|| SubmitError::NotRunning(name.to_string()))?;
     let r: ActorRef<CommandMsg> = cell.into();
-    ractor::call_t!(r, |reply| CommandMsg::Submit { source, command, reply }, 1000).map_err(|e| SubmitError::NoAnswer(e.to_string()))
+    let submitted = Instant::now();
+    ractor::call_t!(r, |reply| CommandMsg::Submit { source, command, submitted, reply }, SUBMIT_TIMEOUT.as_millis() as u64)
+        .map_err(|e| SubmitError::NoAnswer(e.to_string()))
 }
 
 pub enum CommandMsg {
     Submit {
         source: CommandSource,
         command: Command,
+        /// When the submitter sent it (see [`APPLY_DEADLINE`]).
+        submitted: Instant,
         reply: RpcReplyPort<Result<Applied, Rejection>>,
     },
     /// Liveness tick: an idle command path still proves it is not hung.
@@ -222,7 +240,7 @@ impl Actor for CommandActor {
     async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: CommandArgs) -> Result<Self::State, ActorProcessingErr> {
         if let Some(l) = &args.liveness {
             l.beat();
-            myself.send_interval(std::time::Duration::from_millis(100), || CommandMsg::Beat);
+            myself.send_interval(Duration::from_millis(100), || CommandMsg::Beat);
         }
         Ok(args)
     }
@@ -232,8 +250,21 @@ impl Actor for CommandActor {
             l.beat();
         }
         match msg {
-            CommandMsg::Submit { source, command, reply } => {
-                let r = apply_to(&command, &source, &s.limits, &s.setpoints, &s.events, s.exam.as_ref());
+            CommandMsg::Submit { source, command, submitted, reply } => {
+                let waited = submitted.elapsed();
+                let r = if waited > APPLY_DEADLINE {
+                    let r = Rejection::Expired { waited_ms: waited.as_millis() as u64 };
+                    s.events.event(
+                        EventKind::Command,
+                        Severity::Low,
+                        "commands",
+                        "REJECTED",
+                        format!("{source}: {command:?} rejected: {r}"),
+                    );
+                    Err(r)
+                } else {
+                    apply_to(&command, &source, &s.limits, &s.setpoints, &s.events, s.exam.as_ref())
+                };
                 let _ = reply.send(r);
             }
             CommandMsg::Beat => {}
@@ -289,6 +320,35 @@ mod tests {
         apply_to(&exam("E-2026-7", "M", 47), &src, &limits, &sp, &ev, Some(&tx)).unwrap();
         assert_eq!(rx.borrow().number, "E-2026-7");
         assert_eq!(apply(&exam("E1", "F", 1), &src, &limits, &sp, &ev), Err(Rejection::NoExamChannel));
+    }
+
+    /// Issue 14: a command whose submitter timed out (the actor was busy)
+    /// was still applied later.
+    #[tokio::test]
+    async fn a_command_reaching_the_actor_after_its_deadline_is_not_applied() {
+        let sp = Setpoints::new(12.0, 10.0, 80.0);
+        let args =
+            CommandArgs { limits: LimitsConfig::default(), setpoints: sp.clone(), events: EventBus::new(16), exam: None, liveness: None };
+        let (actor, _) = Actor::spawn(None, CommandActor, args).await.unwrap();
+        let late = Instant::now() - Duration::from_millis(1500);
+        let r = ractor::call_t!(
+            actor,
+            |reply| CommandMsg::Submit { source: CommandSource::Hmi, command: Command::SetPressure { mmhg: 15.0 }, submitted: late, reply },
+            1000
+        )
+        .unwrap();
+        assert!(matches!(r, Err(Rejection::Expired { waited_ms }) if waited_ms >= 1500), "{r:?}");
+        assert_eq!(sp.pressure_mmhg(), 12.0, "not applied");
+        let now = Instant::now();
+        let r = ractor::call_t!(
+            actor,
+            |reply| CommandMsg::Submit { source: CommandSource::Hmi, command: Command::SetPressure { mmhg: 15.0 }, submitted: now, reply },
+            1000
+        )
+        .unwrap();
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(sp.pressure_mmhg(), 15.0);
+        actor.stop(None);
     }
 
     #[test]

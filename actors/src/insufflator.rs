@@ -80,6 +80,9 @@ impl DeviceControl for InsufflatorControl {
         }
 
         s.phase = match (pressure, s.phase) {
+            // Relief stays open until a valid reading under P1: an invalid
+            // sample says nothing about the cavity having emptied.
+            (None, InsufflationPhase::Venting) => InsufflationPhase::Venting,
             (None, _) => InsufflationPhase::Fault,
             (Some(p), InsufflationPhase::Venting) if p >= p1 => InsufflationPhase::Venting,
             (Some(p), _) if p >= p2 => InsufflationPhase::Venting,
@@ -100,8 +103,12 @@ impl DeviceControl for InsufflatorControl {
         Some(vec![(duty * 10.0).round() as u16, shutoff, relief])
     }
 
-    fn on_link_down(&mut self, _state: LinkState, _ctx: &mut ControlCtx<'_>) {
-        self.status.phase = InsufflationPhase::Fault;
+    /// A missed poll keeps the phase (a vent stays a vent until P < P1,
+    /// CN109151275A [0033]); only a lost link resets the law.
+    fn on_link_down(&mut self, state: LinkState, _ctx: &mut ControlCtx<'_>) {
+        if state == LinkState::Lost {
+            self.status.phase = InsufflationPhase::Fault;
+        }
         self.status.pressure_mmhg = None;
         self.status.flow_lpm = None;
     }
@@ -167,6 +174,29 @@ mod tests {
         assert_eq!(run(&mut c, &words(22.0, 0.0, 50.0), &ev), vec![0, 0, 1]);
         assert_eq!(run(&mut c, &words(12.5, 0.0, 50.0), &ev), vec![0, 0, 1]);
         assert_eq!(run(&mut c, &words(11.9, 0.0, 50.0), &ev)[2], 0);
+    }
+
+    /// Issue 14: one missed poll while venting reset the phase, and the next
+    /// reading between P1 and P2 closed the relief valve early.
+    #[test]
+    fn hz001_relief_stays_open_until_under_p1_across_a_missed_poll_and_an_invalid_sample() {
+        let ev = EventBus::new(16);
+        let sp = Setpoints::new(12.0, 10.0, 80.0);
+        let mut c = InsufflatorControl::new(cfg(), watch::channel(Default::default()).0);
+        assert_eq!(run(&mut c, &words(23.0, 0.0, 50.0), &ev), vec![0, 0, 1]);
+        let mut ctx = ControlCtx { setpoints: &sp, events: &ev, dt: Duration::from_millis(20) };
+        c.on_link_down(LinkState::Degraded, &mut ctx);
+        assert_eq!(run(&mut c, &words(18.0, 0.0, 50.0), &ev), vec![0, 0, 1], "a missed poll does not end the vent");
+        let mut w = words(17.0, 0.0, 50.0);
+        w[reg::PRESSURE as usize] = registers::INVALID;
+        assert_eq!(run(&mut c, &w, &ev), vec![0, 0, 1], "an invalid sample does not end the vent");
+        assert_eq!(run(&mut c, &words(12.1, 0.0, 50.0), &ev), vec![0, 0, 1]);
+        assert_eq!(run(&mut c, &words(11.9, 0.0, 50.0), &ev)[2], 0, "closed under P1");
+        // A lost link resets the law.
+        run(&mut c, &words(23.0, 0.0, 50.0), &ev);
+        let mut ctx = ControlCtx { setpoints: &sp, events: &ev, dt: Duration::from_millis(20) };
+        c.on_link_down(LinkState::Lost, &mut ctx);
+        assert_eq!(c.status().phase, InsufflationPhase::Fault);
     }
 
     #[test]

@@ -1,23 +1,34 @@
 //! A supervisor actor built on ractor's `SupervisionEvent`: per-child restart
 //! type and backoff, per-supervisor strategy and intensity, hang detection
-//! through liveness beats, and meltdown escalation.
+//! through liveness beats (supervisors beat too, so their parents watch
+//! them), bounded child start-up, down-time alarms, and meltdown handling.
 //!
-//! Decision rules (also in ARCHITECTURE.md, "Runtime semantics"):
+//! Decision rules (also in ARCHITECTURE.md, "Restart semantics"):
 //! - `permanent` children are always restarted, `transient` ones only after an
 //!   abnormal exit (panic, error, hang kill), `temporary` ones never.
 //! - `one_for_one` restarts the failed child; `one_for_all` stops and restarts
 //!   every child; `rest_for_one` the failed child and those declared after it.
+//! - Restart bookkeeping is per child: a pending restart carries the child's
+//!   generation and is dropped only when that child was scheduled again (its
+//!   own later failure, or a group restart that covers it). A sibling's
+//!   failure never cancels it.
 //! - A restart waits the child's backoff, which doubles on each restart within
 //!   the intensity window and resets after a quiet window.
+//! - A child's start (`pre_start`) is bounded by `start_timeout_ms`; one that
+//!   takes longer is killed and counts as a failed start.
 //! - More than `max_restarts` restarts within `window_ms` is a meltdown: an
-//!   alarm is raised, the meltdown hook runs (the tower's is "safe state"),
-//!   and the supervisor fails, so its own parent applies its policy.
+//!   alarm is raised, and per the policy the supervisor fails upwards (after
+//!   the safe-state hook, or not), or contains the failing child (retry after
+//!   a cool-down), with or without the safe-state hook.
+//! - A child down (waiting for its restart) longer than its `down_alarm_ms`
+//!   raises `ACTOR_DOWN` under the child's name, cleared when it runs again.
 
 use crate::events::{EventBus, EventKind, Severity};
-use futures::future::BoxFuture;
+use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -49,6 +60,19 @@ pub enum MeltdownAction {
     /// the failing child after a cool-down of one intensity window. For
     /// subtrees that must never take the tower down (the AI branch).
     Contain,
+    /// Run the meltdown hook, then contain. The root's choice: it has no
+    /// parent, and failing would stop the whole tree, the live picture and
+    /// telemetry with it.
+    SafeStateAndContain,
+}
+
+impl MeltdownAction {
+    fn contains(self) -> bool {
+        matches!(self, MeltdownAction::Contain | MeltdownAction::SafeStateAndContain)
+    }
+    fn runs_hook(self) -> bool {
+        matches!(self, MeltdownAction::SafeState | MeltdownAction::SafeStateAndContain)
+    }
 }
 
 /// Strategy and intensity of one supervisor.
@@ -61,7 +85,7 @@ pub struct SupervisorPolicy {
     pub meltdown: MeltdownAction,
 }
 
-/// Restart type, backoff and hang timeout of one child.
+/// Restart type, backoff, hang timeout, start bound and down alarm of one child.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChildPolicy {
@@ -73,6 +97,14 @@ pub struct ChildPolicy {
     /// Kill and restart the child when its liveness beat is older than this.
     #[serde(default)]
     pub hang_timeout_ms: Option<u64>,
+    /// Longest a (re)start may take (`pre_start`); a slower one is killed and
+    /// counts as a failed start.
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout_ms: u64,
+    /// Raise `ACTOR_DOWN` when the child has been down (failed, waiting for
+    /// its restart) longer than this.
+    #[serde(default)]
+    pub down_alarm_ms: Option<u64>,
 }
 
 fn default_backoff_initial() -> u64 {
@@ -81,12 +113,53 @@ fn default_backoff_initial() -> u64 {
 fn default_backoff_max() -> u64 {
     5000
 }
+fn default_start_timeout() -> u64 {
+    10_000
+}
+
+/// Share of the intensity window a crash loop may take to reach
+/// `max_restarts + 1` failures: the rest is allowance for the starts themselves.
+const REACHABLE_SHARE: f64 = 0.8;
 
 impl SupervisorPolicy {
     pub fn validate(&self, path: &str) -> Result<(), crate::config::ConfigError> {
         crate::config::check_int(&format!("{path}.max_restarts"), u64::from(self.max_restarts), 0, 10_000, "restarts")?;
         crate::config::check_int(&format!("{path}.window_ms"), self.window_ms, 1, 3_600_000, "ms")
     }
+
+    /// A child crash-looping under this supervisor must be able to reach the
+    /// intensity limit: otherwise its backoff cap keeps it below
+    /// `max_restarts` per window forever, and the meltdown (the safe state,
+    /// or the circuit breaker) never comes. `child_path` names the child's
+    /// policy in the config.
+    pub fn check_reachable(&self, path: &str, child_path: &str, child: &ChildPolicy) -> Result<(), crate::config::ConfigError> {
+        let needed = crash_loop_span_ms(child, self.max_restarts);
+        let allowed = self.window_ms as f64 * REACHABLE_SHARE;
+        if needed as f64 > allowed {
+            return Err(crate::config::ConfigError::new(
+                &format!("{child_path}.backoff_max_ms"),
+                child.backoff_max_ms,
+                &format!(
+                    "a backoff that lets a crash loop reach {path}.max_restarts: {} restarts take {needed} ms of backoff, more than {:.0} % of {path}.window_ms ({} ms), so the meltdown would never come (lower backoff_max_ms or max_restarts, or widen window_ms)",
+                    self.max_restarts,
+                    REACHABLE_SHARE * 100.0,
+                    self.window_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Time a child that fails at once on every start needs, in backoff alone,
+/// to fail `restarts + 1` times: the sum of its first `restarts` backoffs.
+pub fn crash_loop_span_ms(child: &ChildPolicy, restarts: u32) -> u64 {
+    let (mut b, mut sum) = (child.backoff_initial_ms, 0u64);
+    for _ in 0..restarts {
+        sum = sum.saturating_add(b);
+        b = b.saturating_mul(2).clamp(child.backoff_initial_ms, child.backoff_max_ms);
+    }
+    sum
 }
 
 impl ChildPolicy {
@@ -101,6 +174,10 @@ impl ChildPolicy {
         )?;
         if let Some(h) = self.hang_timeout_ms {
             crate::config::check_int(&format!("{path}.hang_timeout_ms"), h, 10, 600_000, "ms")?;
+        }
+        crate::config::check_int(&format!("{path}.start_timeout_ms"), self.start_timeout_ms, 100, 600_000, "ms")?;
+        if let Some(d) = self.down_alarm_ms {
+            crate::config::check_int(&format!("{path}.down_alarm_ms"), d, 10, 600_000, "ms")?;
         }
         Ok(())
     }
@@ -126,10 +203,34 @@ impl Liveness {
     }
 }
 
-/// Starts a child linked to the given supervisor and returns its cell.
-pub type StartFn = Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
+/// Await `fut`, beating `liveness` meanwhile: a supervisor waiting on a
+/// bounded operation (a child's start, a sibling's stop) is not hung.
+async fn beating<T>(liveness: Option<&Liveness>, fut: impl Future<Output = T>) -> T {
+    let Some(l) = liveness else { return fut.await };
+    tokio::pin!(fut);
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            out = &mut fut => return out,
+            _ = tick.tick() => l.beat(),
+        }
+    }
+}
+
+/// The start of a child: spawned at once (so it can be killed), `pre_start`
+/// still running in the handle.
+pub type Started = (ActorCell, JoinHandle<Result<JoinHandle<()>, SpawnErr>>);
+/// Starts a child linked to the given supervisor.
+pub type StartFn = Arc<dyn Fn(ActorCell) -> Result<Started, SpawnErr> + Send + Sync>;
 /// Called on meltdown with (supervisor name, reason).
 pub type MeltdownHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// Spawn `actor` linked to `supervisor` without waiting for its `pre_start`,
+/// the shape a [`StartFn`] returns.
+pub fn spawn_child<A: Actor>(name: Option<String>, actor: A, args: A::Arguments, supervisor: ActorCell) -> Result<Started, SpawnErr> {
+    let (r, started) = ractor::ActorRuntime::spawn_linked_instant(name, actor, args, supervisor)?;
+    Ok((r.get_cell(), started))
+}
 
 #[derive(Clone)]
 pub struct ChildSpec {
@@ -145,6 +246,8 @@ pub struct SupervisorSpec {
     pub children: Vec<ChildSpec>,
     pub events: EventBus,
     pub on_meltdown: Option<MeltdownHook>,
+    /// The supervisor's own beat, watched by its parent.
+    pub liveness: Option<Liveness>,
 }
 
 /// Per-child view for tests and status.
@@ -156,16 +259,19 @@ pub struct ChildStatus {
 }
 
 pub enum SupervisorMsg {
-    /// Start these children (after backoff).
+    /// Start these children, each if its generation is still current.
     Restart {
-        indices: Vec<usize>,
-        epoch: u64,
+        jobs: Vec<(usize, u64)>,
     },
-    CheckLiveness,
+    /// Liveness checks, down alarms, own beat.
+    Tick,
     Status(RpcReplyPort<Vec<ChildStatus>>),
     /// Look up a running child's cell by name.
     Child(String, RpcReplyPort<Option<ActorCell>>),
 }
+
+/// How often a supervisor checks its children and beats.
+const TICK: Duration = Duration::from_millis(50);
 
 struct Slot {
     spec: ChildSpec,
@@ -174,6 +280,35 @@ struct Slot {
     backoff: Duration,
     last_restart: Option<Instant>,
     killed_as_hung: bool,
+    /// Bumped each time a restart of this child is scheduled; a pending
+    /// restart of an older generation is dropped.
+    generation: u64,
+    /// When the child went down waiting for a restart.
+    down_since: Option<Instant>,
+    down_alarmed: bool,
+}
+
+impl Slot {
+    fn new(spec: ChildSpec) -> Self {
+        Slot {
+            backoff: Duration::from_millis(spec.policy.backoff_initial_ms),
+            spec,
+            cell: None,
+            restarts: 0,
+            last_restart: None,
+            killed_as_hung: false,
+            generation: 0,
+            down_since: None,
+            down_alarmed: false,
+        }
+    }
+
+    /// Schedule this child again: older pending restarts are void.
+    fn schedule(&mut self, i: usize) -> (usize, u64) {
+        self.generation += 1;
+        self.down_since.get_or_insert_with(Instant::now);
+        (i, self.generation)
+    }
 }
 
 pub struct SupervisorState {
@@ -183,22 +318,19 @@ pub struct SupervisorState {
     recent: VecDeque<Instant>,
     events: EventBus,
     on_meltdown: Option<MeltdownHook>,
-    /// Bumped whenever a strategy restarts a group, so stale restarts are dropped.
-    epoch: u64,
+    liveness: Option<Liveness>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     #[error("supervisor {supervisor} meltdown: {reason}")]
     Meltdown { supervisor: String, reason: String },
-    #[error("supervisor {supervisor} could not start child {child}: {source}")]
-    Start { supervisor: String, child: String, source: SpawnErr },
 }
 
 pub struct Supervisor;
 
 impl Supervisor {
-    /// Spawn a supervisor, optionally linked to a parent.
+    /// Spawn a supervisor, optionally linked to a parent, and wait for its start.
     pub async fn spawn(spec: SupervisorSpec, parent: Option<ActorCell>) -> Result<ActorRef<SupervisorMsg>, SpawnErr> {
         let name = spec.name.clone();
         let (r, _) = match parent {
@@ -208,11 +340,14 @@ impl Supervisor {
         Ok(r)
     }
 
-    /// A `StartFn` that spawns a nested supervisor from a spec factory.
-    pub fn child_start(make: Arc<dyn Fn() -> SupervisorSpec + Send + Sync>) -> StartFn {
+    /// A `StartFn` that spawns a nested supervisor from a spec factory; the
+    /// nested supervisor beats `liveness` for its parent.
+    pub fn child_start(make: Arc<dyn Fn() -> SupervisorSpec + Send + Sync>, liveness: Liveness) -> StartFn {
         Arc::new(move |parent| {
-            let spec = make();
-            Box::pin(async move { Supervisor::spawn(spec, Some(parent)).await.map(|r| r.get_cell()) })
+            let mut spec = make();
+            spec.liveness = Some(liveness.clone());
+            let name = spec.name.clone();
+            spawn_child(Some(name), Supervisor, spec, parent)
         })
     }
 }
@@ -247,20 +382,43 @@ impl SupervisorState {
         d
     }
 
-    async fn start_child(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) -> Result<(), SpawnErr> {
+    /// Start child `i` and wait, at most its `start_timeout_ms`, for its
+    /// `pre_start`. Beats the child's liveness before and after.
+    async fn start_child(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) -> Result<(), String> {
+        let slot = &self.slots[i];
+        if let Some(l) = &slot.spec.liveness {
+            l.beat();
+        }
+        let (cell, started) = (slot.spec.start)(myself.get_cell()).map_err(|e| format!("start failed: {e}"))?;
+        let bound = Duration::from_millis(slot.spec.policy.start_timeout_ms);
+        match beating(self.liveness.as_ref(), tokio::time::timeout(bound, started)).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(e))) => return Err(format!("start failed: {e}")),
+            Ok(Err(e)) => return Err(format!("start task failed: {e}")),
+            Err(_) => {
+                cell.kill();
+                return Err(format!("start took longer than {} ms: killed", bound.as_millis()));
+            }
+        }
         let slot = &mut self.slots[i];
         if let Some(l) = &slot.spec.liveness {
             l.beat();
         }
-        let cell = (slot.spec.start)(myself.get_cell()).await?;
         slot.cell = Some(cell);
         slot.killed_as_hung = false;
+        slot.down_since = None;
+        if std::mem::take(&mut slot.down_alarmed) || self.events.is_active(&slot.spec.name, "ACTOR_DOWN") {
+            self.events.clear(&slot.spec.name, "ACTOR_DOWN", format!("{} running again", slot.spec.name));
+        }
         Ok(())
     }
 
+    fn meltdown_reason(&self, child: &str, reason: &str) -> String {
+        format!("more than {} restarts within {} ms (last: child {child}: {reason})", self.policy.max_restarts, self.policy.window_ms)
+    }
+
     fn meltdown(&mut self, child: &str, reason: &str) -> ActorProcessingErr {
-        let why =
-            format!("more than {} restarts within {} ms (last: child {child}: {reason})", self.policy.max_restarts, self.policy.window_ms);
+        let why = self.meltdown_reason(child, reason);
         tracing::error!(supervisor = %self.name, child, reason, action = "meltdown", "supervisor decision");
         self.events.raise(
             &format!("supervisor/{}", self.name),
@@ -268,12 +426,16 @@ impl SupervisorState {
             Severity::High,
             format!("supervisor {} meltdown: {why}", self.name),
         );
-        if self.policy.meltdown == MeltdownAction::SafeState {
+        self.run_hook(&why);
+        Box::new(SupervisorError::Meltdown { supervisor: self.name.clone(), reason: why })
+    }
+
+    fn run_hook(&self, why: &str) {
+        if self.policy.meltdown.runs_hook() {
             if let Some(hook) = &self.on_meltdown {
-                hook(&self.name, &why);
+                hook(&self.name, why);
             }
         }
-        Box::new(SupervisorError::Meltdown { supervisor: self.name.clone(), reason: why })
     }
 
     /// Circuit breaker: no escalation, one retry after a cool-down window.
@@ -286,13 +448,23 @@ impl SupervisorState {
             Severity::Medium,
             format!("{child} keeps failing ({reason}); retrying in {} ms", cool_down.as_millis()),
         );
+        if self.policy.meltdown.runs_hook() {
+            let why = self.meltdown_reason(child, reason);
+            self.events.raise(
+                &format!("supervisor/{}", self.name),
+                "MELTDOWN",
+                Severity::High,
+                format!("supervisor {} meltdown: {why}", self.name),
+            );
+            self.run_hook(&why);
+        }
         self.recent.clear();
         self.slots[i].restarts += 1;
-        self.epoch += 1;
-        let (epoch, me) = (self.epoch, myself.clone());
+        let job = self.slots[i].schedule(i);
+        let me = myself.clone();
         tokio::spawn(async move {
             tokio::time::sleep(cool_down).await;
-            let _ = me.cast(SupervisorMsg::Restart { indices: vec![i], epoch });
+            let _ = me.cast(SupervisorMsg::Restart { jobs: vec![job] });
         });
     }
 
@@ -315,7 +487,7 @@ impl SupervisorState {
             return Ok(());
         }
         if self.over_intensity() {
-            if self.policy.meltdown == MeltdownAction::Contain {
+            if self.policy.meltdown.contains() {
                 self.contain(myself, i, &child, &reason);
                 return Ok(());
             }
@@ -332,14 +504,15 @@ impl SupervisorState {
             if let Some(cell) = self.slots[j].cell.take() {
                 let why = format!("{:?}: sibling {child} failed", self.policy.strategy);
                 tracing::info!(supervisor = %self.name, child = %self.slots[j].spec.name, reason = %why, action = "stop for group restart", "supervisor decision");
-                if cell.stop_and_wait(Some(why), Some(Duration::from_secs(5))).await.is_err() {
+                let stopped = beating(self.liveness.as_ref(), cell.stop_and_wait(Some(why), Some(Duration::from_secs(5)))).await;
+                if stopped.is_err() {
                     cell.kill();
                 }
             }
         }
         let delay = self.next_backoff(i);
         self.slots[i].restarts += 1;
-        self.epoch += 1;
+        let jobs: Vec<(usize, u64)> = group.iter().map(|&j| self.slots[j].schedule(j)).collect();
         tracing::warn!(
             supervisor = %self.name, child, reason, action = "restart", strategy = ?self.policy.strategy,
             backoff_ms = delay.as_millis() as u64, restarts = self.slots[i].restarts, "supervisor decision"
@@ -351,13 +524,60 @@ impl SupervisorState {
             "RESTART",
             format!("restarting {child} in {} ms ({:?}): {reason}", delay.as_millis(), self.policy.strategy),
         );
-        let epoch = self.epoch;
         let me = myself.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = me.cast(SupervisorMsg::Restart { indices: group, epoch });
+            let _ = me.cast(SupervisorMsg::Restart { jobs });
         });
         Ok(())
+    }
+
+    /// Kill children whose beat is too old; raise `ACTOR_DOWN` for children
+    /// down too long.
+    fn tick(&mut self) {
+        if let Some(l) = &self.liveness {
+            l.beat();
+        }
+        for slot in &mut self.slots {
+            if let (Some(l), Some(limit), Some(cell)) = (&slot.spec.liveness, slot.spec.policy.hang_timeout_ms, &slot.cell) {
+                let age = l.age();
+                if age > Duration::from_millis(limit) && !slot.killed_as_hung {
+                    tracing::error!(supervisor = %self.name, child = %slot.spec.name, reason = %format!("no liveness beat for {} ms (limit {limit} ms)", age.as_millis()), action = "kill as hung", "supervisor decision");
+                    slot.killed_as_hung = true;
+                    cell.kill();
+                }
+            }
+            if let (Some(limit), Some(since), false) = (slot.spec.policy.down_alarm_ms, slot.down_since, slot.down_alarmed) {
+                let down = since.elapsed();
+                if down > Duration::from_millis(limit) {
+                    slot.down_alarmed = true;
+                    self.events.raise(
+                        &slot.spec.name,
+                        "ACTOR_DOWN",
+                        Severity::Medium,
+                        format!(
+                            "{} has been down for {} ms (restarting, {} restarts so far)",
+                            slot.spec.name,
+                            down.as_millis(),
+                            slot.restarts
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Start child `i` as a (re)start: a failure counts like any other.
+    async fn restart(&mut self, myself: &ActorRef<SupervisorMsg>, i: usize) -> Result<(), ActorProcessingErr> {
+        let child = self.slots[i].spec.name.clone();
+        match self.start_child(myself, i).await {
+            Ok(()) => {
+                tracing::info!(supervisor = %self.name, child, action = "started", "supervisor decision");
+                self.events.clear(&format!("supervisor/{}", self.name), "CONTAINED", format!("{child} restarted"));
+                Ok(())
+            }
+            Err(reason) => self.on_child_exit(myself, i, true, reason).await,
+        }
     }
 }
 
@@ -367,49 +587,32 @@ impl Actor for Supervisor {
     type Arguments = SupervisorSpec;
 
     async fn pre_start(&self, myself: ActorRef<Self::Msg>, spec: SupervisorSpec) -> Result<Self::State, ActorProcessingErr> {
+        if let Some(l) = &spec.liveness {
+            l.beat();
+        }
         let mut state = SupervisorState {
             name: spec.name,
             policy: spec.policy,
-            slots: spec
-                .children
-                .into_iter()
-                .map(|spec| Slot {
-                    backoff: Duration::from_millis(spec.policy.backoff_initial_ms),
-                    spec,
-                    cell: None,
-                    restarts: 0,
-                    last_restart: None,
-                    killed_as_hung: false,
-                })
-                .collect(),
+            slots: spec.children.into_iter().map(Slot::new).collect(),
             recent: VecDeque::new(),
             events: spec.events,
             on_meltdown: spec.on_meltdown,
-            epoch: 0,
+            liveness: spec.liveness,
         };
         // A child that fails to start is handled like one that failed later:
         // restarted per its policy with backoff, counted toward intensity.
         // Only a meltdown fails the supervisor's own start.
         for i in 0..state.slots.len() {
-            let child = state.slots[i].spec.name.clone();
-            match state.start_child(&myself, i).await {
-                Ok(()) => tracing::info!(supervisor = %state.name, child, "child started"),
-                Err(source) => {
-                    let reason = format!("start failed: {source}");
-                    if let Err(e) = state.on_child_exit(&myself, i, true, reason).await {
-                        for slot in &mut state.slots {
-                            if let Some(c) = slot.cell.take() {
-                                c.stop(Some("supervisor start failed".into()));
-                            }
-                        }
-                        return Err(e);
+            if let Err(e) = state.restart(&myself, i).await {
+                for slot in &mut state.slots {
+                    if let Some(c) = slot.cell.take() {
+                        c.stop(Some("supervisor start failed".into()));
                     }
                 }
+                return Err(e);
             }
         }
-        if state.slots.iter().any(|s| s.spec.liveness.is_some() && s.spec.policy.hang_timeout_ms.is_some()) {
-            myself.send_interval(Duration::from_millis(50), || SupervisorMsg::CheckLiveness);
-        }
+        myself.send_interval(TICK, || SupervisorMsg::Tick);
         Ok(state)
     }
 
@@ -424,41 +627,16 @@ impl Actor for Supervisor {
 
     async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::Restart { indices, epoch } => {
-                if epoch != state.epoch {
-                    return Ok(()); // superseded by a later group restart
-                }
-                for i in indices {
-                    if state.slots[i].cell.is_some() {
+            SupervisorMsg::Restart { jobs } => {
+                for (i, generation) in jobs {
+                    // Superseded (scheduled again since), or already running.
+                    if state.slots[i].generation != generation || state.slots[i].cell.is_some() {
                         continue;
                     }
-                    let child = state.slots[i].spec.name.clone();
-                    match state.start_child(&myself, i).await {
-                        Ok(()) => {
-                            tracing::info!(supervisor = %state.name, child, action = "restarted", "supervisor decision");
-                            state.events.clear(&format!("supervisor/{}", state.name), "CONTAINED", format!("{child} restarted"));
-                        }
-                        Err(e) => {
-                            let reason = format!("start failed: {e}");
-                            // Count it like any other failure of that child.
-                            state.on_child_exit(&myself, i, true, reason).await?;
-                        }
-                    }
+                    state.restart(&myself, i).await?;
                 }
             }
-            SupervisorMsg::CheckLiveness => {
-                for slot in &mut state.slots {
-                    let (Some(l), Some(limit), Some(cell)) = (&slot.spec.liveness, slot.spec.policy.hang_timeout_ms, &slot.cell) else {
-                        continue;
-                    };
-                    let age = l.age();
-                    if age > Duration::from_millis(limit) && !slot.killed_as_hung {
-                        tracing::error!(supervisor = %state.name, child = %slot.spec.name, reason = %format!("no liveness beat for {} ms (limit {limit} ms)", age.as_millis()), action = "kill as hung", "supervisor decision");
-                        slot.killed_as_hung = true;
-                        cell.kill();
-                    }
-                }
-            }
+            SupervisorMsg::Tick => state.tick(),
             SupervisorMsg::Status(reply) => {
                 let v = state
                     .slots
@@ -503,18 +681,27 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
 
-    /// A child that counts its starts and panics or stops on demand.
+    /// A child that counts its starts and panics or stops on demand; its
+    /// first `slow_starts` starts take `slow` in `pre_start`.
     struct Probe;
     enum ProbeMsg {
         Crash,
         Quit,
     }
+    #[derive(Clone, Default)]
+    struct ProbeArgs {
+        starts: Arc<AtomicUsize>,
+        slow_starts: usize,
+        slow: Duration,
+    }
     impl Actor for Probe {
         type Msg = ProbeMsg;
         type State = ();
-        type Arguments = Arc<AtomicUsize>;
-        async fn pre_start(&self, _m: ActorRef<ProbeMsg>, starts: Arc<AtomicUsize>) -> Result<(), ActorProcessingErr> {
-            starts.fetch_add(1, Ordering::SeqCst);
+        type Arguments = ProbeArgs;
+        async fn pre_start(&self, _m: ActorRef<ProbeMsg>, a: ProbeArgs) -> Result<(), ActorProcessingErr> {
+            if a.starts.fetch_add(1, Ordering::SeqCst) < a.slow_starts {
+                tokio::time::sleep(a.slow).await;
+            }
             Ok(())
         }
         async fn handle(&self, m: ActorRef<ProbeMsg>, msg: ProbeMsg, _s: &mut ()) -> Result<(), ActorProcessingErr> {
@@ -526,16 +713,24 @@ mod tests {
         }
     }
 
+    fn policy(restart: RestartType, backoff_initial_ms: u64, backoff_max_ms: u64) -> ChildPolicy {
+        ChildPolicy { restart, backoff_initial_ms, backoff_max_ms, hang_timeout_ms: None, start_timeout_ms: 10_000, down_alarm_ms: None }
+    }
+
+    fn probe_with(name: &str, policy: ChildPolicy, args: ProbeArgs) -> ChildSpec {
+        ChildSpec { name: name.into(), policy, liveness: None, start: Arc::new(move |sup| spawn_child(None, Probe, args.clone(), sup)) }
+    }
+
     fn probe(name: &str, restart: RestartType, starts: Arc<AtomicUsize>) -> ChildSpec {
-        ChildSpec {
-            name: name.into(),
-            policy: ChildPolicy { restart, backoff_initial_ms: 1, backoff_max_ms: 4, hang_timeout_ms: None },
-            liveness: None,
-            start: Arc::new(move |sup| {
-                let starts = starts.clone();
-                Box::pin(async move { Actor::spawn_linked(None, Probe, starts, sup).await.map(|(r, _)| r.get_cell()) })
-            }),
-        }
+        probe_with(name, policy(restart, 1, 4), ProbeArgs { starts, ..Default::default() })
+    }
+
+    fn unique(prefix: &str) -> String {
+        format!("{prefix}-{}", epoch().elapsed().as_nanos())
+    }
+
+    fn spec(name: &str, policy: SupervisorPolicy, children: Vec<ChildSpec>, events: EventBus) -> SupervisorSpec {
+        SupervisorSpec { name: unique(name), policy, children, events, on_meltdown: None, liveness: None }
     }
 
     struct Fixture {
@@ -548,13 +743,13 @@ mod tests {
         let starts: Vec<_> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
         let melted = Arc::new(Mutex::new(Vec::new()));
         let m2 = melted.clone();
-        let spec = SupervisorSpec {
-            name: format!("sup-test-{:?}-{}", strategy, epoch().elapsed().as_nanos()),
-            policy: SupervisorPolicy { strategy, max_restarts, window_ms: 10_000, meltdown: MeltdownAction::SafeState },
-            children: ["a", "b", "c"].iter().zip(restarts).zip(&starts).map(|((n, r), s)| probe(n, r, s.clone())).collect(),
-            events: EventBus::new(64),
-            on_meltdown: Some(Arc::new(move |sup: &str, _why: &str| m2.lock().unwrap().push(sup.to_string()))),
-        };
+        let mut spec = spec(
+            "sup-test",
+            SupervisorPolicy { strategy, max_restarts, window_ms: 10_000, meltdown: MeltdownAction::SafeState },
+            ["a", "b", "c"].iter().zip(restarts).zip(&starts).map(|((n, r), s)| probe(n, r, s.clone())).collect(),
+            EventBus::new(64),
+        );
+        spec.on_meltdown = Some(Arc::new(move |sup: &str, _why: &str| m2.lock().unwrap().push(sup.to_string())));
         let sup = Supervisor::spawn(spec, None).await.unwrap();
         Fixture { sup, starts, melted }
     }
@@ -577,6 +772,9 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             self.counts()
+        }
+        async fn running(&self) -> Vec<bool> {
+            ractor::call_t!(self.sup, SupervisorMsg::Status, 1000).unwrap().iter().map(|c| c.running).collect()
         }
     }
 
@@ -610,9 +808,7 @@ mod tests {
         f.send("b", ProbeMsg::Quit).await;
         f.send("c", ProbeMsg::Crash).await;
         assert_eq!(f.settle_on(&[2, 1, 1]).await, vec![2, 1, 1]);
-        let status = ractor::call_t!(f.sup, SupervisorMsg::Status, 1000).unwrap();
-        let running: Vec<bool> = status.iter().map(|c| c.running).collect();
-        assert_eq!(running, vec![true, false, false]);
+        assert_eq!(f.running().await, vec![true, false, false]);
     }
 
     #[tokio::test]
@@ -631,17 +827,100 @@ mod tests {
         assert_eq!(f.melted.lock().unwrap().len(), 1);
     }
 
+    /// Three probes restarted after a fixed 150 ms backoff, so a second
+    /// failure can land while a restart is pending.
+    async fn fixture_with_pending_restarts(strategy: Strategy) -> Fixture {
+        let starts: Vec<_> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        let children = ["a", "b", "c"]
+            .iter()
+            .zip(&starts)
+            .map(|(n, s)| probe_with(n, policy(P, 150, 150), ProbeArgs { starts: s.clone(), ..Default::default() }))
+            .collect();
+        let policy = SupervisorPolicy { strategy, max_restarts: 10, window_ms: 10_000, meltdown: MeltdownAction::Escalate };
+        let sup = Supervisor::spawn(spec("sup-pending", policy, children, EventBus::new(64)), None).await.unwrap();
+        Fixture { sup, starts, melted: Arc::default() }
+    }
+
+    /// Issue 14: one supervisor-wide epoch let the light's restart cancel
+    /// the insufflator's pending one, and the insufflator stayed down.
+    #[tokio::test]
+    async fn hz012_a_sibling_failing_during_a_pending_restart_does_not_cancel_it() {
+        let f = fixture_with_pending_restarts(Strategy::OneForOne).await;
+        f.send("a", ProbeMsg::Crash).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        f.send("b", ProbeMsg::Crash).await;
+        assert_eq!(f.settle_on(&[2, 2, 1]).await, vec![2, 2, 1], "both failed children restarted");
+        assert_eq!(f.running().await, vec![true, true, true]);
+    }
+
+    /// A group restart that covers a child with a pending restart replaces
+    /// it: the child starts once, not twice.
+    #[tokio::test]
+    async fn a_group_restart_supersedes_a_pending_restart_of_a_child_it_covers() {
+        let f = fixture_with_pending_restarts(Strategy::RestForOne).await;
+        f.send("c", ProbeMsg::Crash).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        f.send("b", ProbeMsg::Crash).await; // restarts b and c
+        assert_eq!(f.settle_on(&[1, 2, 2]).await, vec![1, 2, 2]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(f.counts(), vec![1, 2, 2], "c's own pending restart was dropped");
+    }
+
+    #[tokio::test]
+    async fn a_start_slower_than_start_timeout_is_killed_and_retried() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let mut p = policy(P, 10, 10);
+        p.start_timeout_ms = 200;
+        let slow = ProbeArgs { starts: starts.clone(), slow_starts: 1, slow: Duration::from_secs(3600) };
+        let events = EventBus::new(64);
+        let policy =
+            SupervisorPolicy { strategy: Strategy::OneForOne, max_restarts: 5, window_ms: 10_000, meltdown: MeltdownAction::Escalate };
+        let sup = Supervisor::spawn(spec("sup-slow", policy, vec![probe_with("a", p, slow)], events), None).await.unwrap();
+        let mut up = false;
+        for _ in 0..300 {
+            let st = ractor::call_t!(sup, SupervisorMsg::Status, 1000).unwrap();
+            if st[0].running {
+                assert_eq!(st[0].restarts, 1, "the hung start counted as a failure");
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(up, "child never came up after its start hung");
+        assert_eq!(starts.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_child_down_longer_than_down_alarm_ms_raises_actor_down_until_it_runs_again() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let mut p = policy(P, 400, 400);
+        p.down_alarm_ms = Some(100);
+        let events = EventBus::new(64);
+        let policy =
+            SupervisorPolicy { strategy: Strategy::OneForOne, max_restarts: 5, window_ms: 10_000, meltdown: MeltdownAction::Escalate };
+        let children = vec![probe_with("pump", p, ProbeArgs { starts: starts.clone(), ..Default::default() })];
+        let sup = Supervisor::spawn(spec("sup-down", policy, children, events.clone()), None).await.unwrap();
+        let f = Fixture { sup, starts: vec![starts], melted: Arc::default() };
+        f.send("pump", ProbeMsg::Crash).await;
+        let t0 = Instant::now();
+        while !events.is_active("pump", "ACTOR_DOWN") && t0.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(events.is_active("pump", "ACTOR_DOWN"), "no ACTOR_DOWN while down");
+        assert_eq!(f.settle_on(&[2]).await, vec![2]);
+        assert!(!events.is_active("pump", "ACTOR_DOWN"), "ACTOR_DOWN cleared once running");
+    }
+
     #[tokio::test]
     async fn hz015_contain_keeps_the_supervisor_up_and_retries_after_the_window() {
         let starts: Vec<_> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
-        let spec = SupervisorSpec {
-            name: format!("sup-contain-{}", epoch().elapsed().as_nanos()),
-            policy: SupervisorPolicy { strategy: Strategy::OneForOne, max_restarts: 1, window_ms: 300, meltdown: MeltdownAction::Contain },
-            children: ["a", "b", "c"].iter().zip(&starts).map(|(n, s)| probe(n, P, s.clone())).collect(),
-            events: EventBus::new(64),
-            on_meltdown: None,
+        let policy = SupervisorPolicy { strategy: Strategy::OneForOne, max_restarts: 1, window_ms: 300, meltdown: MeltdownAction::Contain };
+        let children = ["a", "b", "c"].iter().zip(&starts).map(|(n, s)| probe(n, P, s.clone())).collect();
+        let f = Fixture {
+            sup: Supervisor::spawn(spec("sup-contain", policy, children, EventBus::new(64)), None).await.unwrap(),
+            starts,
+            melted: Arc::default(),
         };
-        let f = Fixture { sup: Supervisor::spawn(spec, None).await.unwrap(), starts, melted: Arc::default() };
         f.send("a", ProbeMsg::Crash).await;
         assert_eq!(f.settle_on(&[2, 1, 1]).await, vec![2, 1, 1]);
         f.send("a", ProbeMsg::Crash).await; // over intensity: contained
@@ -649,6 +928,83 @@ mod tests {
         assert_eq!(f.counts(), vec![2, 1, 1], "no immediate restart");
         assert_eq!(f.sup.get_status(), ractor::ActorStatus::Running);
         assert_eq!(f.settle_on(&[3, 1, 1]).await, vec![3, 1, 1], "retried after the cool-down");
+    }
+
+    #[tokio::test]
+    async fn hz008_safe_state_and_contain_runs_the_hook_and_keeps_the_siblings_running() {
+        let starts: Vec<_> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        let melted = Arc::new(Mutex::new(Vec::new()));
+        let m2 = melted.clone();
+        let policy = SupervisorPolicy {
+            strategy: Strategy::OneForOne,
+            max_restarts: 1,
+            window_ms: 300,
+            meltdown: MeltdownAction::SafeStateAndContain,
+        };
+        let children = ["a", "b", "c"].iter().zip(&starts).map(|(n, s)| probe(n, P, s.clone())).collect();
+        let mut spec = spec("sup-root", policy, children, EventBus::new(64));
+        spec.on_meltdown = Some(Arc::new(move |sup: &str, _why: &str| m2.lock().unwrap().push(sup.to_string())));
+        let f = Fixture { sup: Supervisor::spawn(spec, None).await.unwrap(), starts, melted };
+        f.send("a", ProbeMsg::Crash).await;
+        assert_eq!(f.settle_on(&[2, 1, 1]).await, vec![2, 1, 1]);
+        f.send("a", ProbeMsg::Crash).await;
+        assert_eq!(f.settle_on(&[3, 1, 1]).await, vec![3, 1, 1], "retried after the cool-down");
+        assert_eq!(f.melted.lock().unwrap().len(), 1, "the safe-state hook ran");
+        assert_eq!(f.sup.get_status(), ractor::ActorStatus::Running);
+        assert_eq!(f.running().await, vec![true, true, true]);
+    }
+
+    /// A supervisor stuck in its handler (here: a meltdown hook that blocks
+    /// its thread) stops beating; its parent kills it and starts a new one,
+    /// which starts its children again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_nested_supervisor_that_stops_beating_is_killed_and_restarted_by_its_parent() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let (leaf_starts, blocked, events) = (starts.clone(), Arc::new(AtomicUsize::new(0)), EventBus::new(64));
+        let (ev, inner_name) = (events.clone(), unique("sup-inner"));
+        let make: Arc<dyn Fn() -> SupervisorSpec + Send + Sync> = Arc::new(move || {
+            let blocked = blocked.clone();
+            SupervisorSpec {
+                name: inner_name.clone(),
+                policy: SupervisorPolicy {
+                    strategy: Strategy::OneForOne,
+                    max_restarts: 0,
+                    window_ms: 1000,
+                    meltdown: MeltdownAction::SafeStateAndContain,
+                },
+                children: vec![probe("leaf", P, leaf_starts.clone())],
+                events: ev.clone(),
+                on_meltdown: Some(Arc::new(move |_: &str, _: &str| {
+                    if blocked.fetch_add(1, Ordering::SeqCst) == 0 {
+                        std::thread::sleep(Duration::from_millis(1500));
+                    }
+                })),
+                liveness: None,
+            }
+        });
+        let mut p = policy(P, 10, 10);
+        p.hang_timeout_ms = Some(300);
+        let live = Liveness::default();
+        let child = ChildSpec { name: "inner".into(), policy: p, liveness: Some(live.clone()), start: Supervisor::child_start(make, live) };
+        let policy =
+            SupervisorPolicy { strategy: Strategy::OneForOne, max_restarts: 5, window_ms: 10_000, meltdown: MeltdownAction::Escalate };
+        let outer = Supervisor::spawn(spec("sup-outer", policy, vec![child], events), None).await.unwrap();
+        let inner = ractor::call_t!(outer, SupervisorMsg::Child, 1000, "inner".to_string()).unwrap().unwrap();
+        let leaf = ractor::call_t!(ActorRef::<SupervisorMsg>::from(inner.clone()), SupervisorMsg::Child, 1000, "leaf".to_string())
+            .unwrap()
+            .unwrap();
+        leaf.send_message(ProbeMsg::Crash).unwrap();
+        let mut restarted = false;
+        for _ in 0..500 {
+            let st = ractor::call_t!(outer, SupervisorMsg::Status, 1000).unwrap();
+            if st[0].restarts == 1 && st[0].running && starts.load(Ordering::SeqCst) >= 2 {
+                restarted = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(restarted, "the stuck supervisor was not replaced");
+        assert_eq!(inner.get_status(), ractor::ActorStatus::Stopped, "the stuck supervisor was killed");
     }
 
     #[test]
@@ -662,20 +1018,26 @@ mod tests {
                 window_ms: 60_000,
                 meltdown: MeltdownAction::Escalate,
             },
-            slots: vec![Slot {
-                backoff: Duration::from_millis(1),
-                spec,
-                cell: None,
-                restarts: 0,
-                last_restart: None,
-                killed_as_hung: false,
-            }],
+            slots: vec![Slot::new(spec)],
             recent: VecDeque::new(),
             events: EventBus::new(4),
             on_meltdown: None,
-            epoch: 0,
+            liveness: None,
         };
+        st.slots[0].backoff = Duration::from_millis(1);
         let d: Vec<u128> = (0..5).map(|_| st.next_backoff(0).as_millis()).collect();
         assert_eq!(d, vec![1, 2, 4, 4, 4]);
+    }
+
+    #[test]
+    fn an_intensity_a_crash_loop_cannot_reach_with_its_backoff_cap_is_rejected() {
+        let sup =
+            SupervisorPolicy { strategy: Strategy::OneForOne, max_restarts: 10, window_ms: 10_000, meltdown: MeltdownAction::SafeState };
+        // 50, 100, ..., 1600, then 2000 x 4: 11 150 ms for 10 restarts.
+        assert_eq!(crash_loop_span_ms(&policy(P, 50, 2000), 10), 11_150);
+        let e = sup.check_reachable("supervision.devices", "supervision.children.insufflator", &policy(P, 50, 2000)).unwrap_err();
+        assert!(e.to_string().contains("supervision.children.insufflator.backoff_max_ms"), "{e}");
+        assert_eq!(crash_loop_span_ms(&policy(P, 50, 1000), 10), 6_550);
+        assert!(sup.check_reachable("supervision.devices", "supervision.children.insufflator", &policy(P, 50, 1000)).is_ok());
     }
 }

@@ -38,6 +38,8 @@ pub struct InsufflatorSnapshot {
     pub shutoff_open: bool,
     /// Relief valve actually open (commanded or forced by safety).
     pub relief_open: bool,
+    /// RELIEF_VALVE as the control plane last wrote it (1 = open).
+    pub relief_commanded: bool,
     pub failsafe: bool,
     /// SAFETY_CMD word as last written.
     pub safety_cmd: u16,
@@ -120,6 +122,7 @@ impl Insufflator {
             duty_applied: self.duty_applied,
             shutoff_open: v.shutoff_open,
             relief_open: v.relief_open,
+            relief_commanded: table.get(reg::RELIEF_VALVE) == 1,
             failsafe,
             safety_cmd: table.get(reg::SAFETY_CMD),
             sample_seq: self.seq,

@@ -69,7 +69,7 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Run a benchmark: interlock, video, annotation, restart, display, enhance, mqtt.
+    /// Run a benchmark: interlock, handover, video, annotation, restart, display, enhance, mqtt.
     Bench {
         name: String,
         /// A shorter run (under 60 s).
@@ -112,7 +112,9 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Failure-injection scenarios (conf/scenarios/, docs/fault-matrix.md).
+    /// Failure-injection scenarios (conf/scenarios/, docs/fault-matrix.md);
+    /// only in builds with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     Scenario {
         #[command(subcommand)]
         cmd: ScenarioCmd,
@@ -135,6 +137,7 @@ enum Cmd {
     },
 }
 
+#[cfg(feature = "fault-injection")]
 #[derive(Subcommand, Debug)]
 enum ScenarioCmd {
     /// Run a scenario: report.json, report.md and PNG plots in --out; the
@@ -157,6 +160,7 @@ enum ScenarioCmd {
     Summary { dir: PathBuf },
 }
 
+#[cfg(feature = "fault-injection")]
 fn scenario_cmd(rt: &tokio::runtime::Runtime, cmd: ScenarioCmd) -> Result<()> {
     use crate::scenario::{file::Scenario, journal_fs, runner};
     match cmd {
@@ -357,7 +361,11 @@ fn bench_cmd(name: &str, quick: bool, json: bool, config: PathBuf) -> Result<()>
         "display" => bench::display::display(cfg, quick)?,
         "enhance" => bench::enhance::enhance(cfg, quick)?,
         "mqtt" => bench::mqtt::mqtt(cfg, quick)?,
-        other => bail!("unknown benchmark {other:?}; available: interlock, video, annotation, restart, display, enhance, mqtt"),
+        #[cfg(feature = "fault-injection")]
+        "handover" => bench::handover::run(cfg, quick)?,
+        #[cfg(not(feature = "fault-injection"))]
+        "handover" => bail!("bench handover stalls the island through a test hook: build with --features fault-injection (./x bench does)"),
+        other => bail!("unknown benchmark {other:?}; available: interlock, handover, video, annotation, restart, display, enhance, mqtt"),
     };
     report.print(json);
     Ok(())
@@ -438,6 +446,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 other => bail!("unknown evaluation {other:?}; available: detector"),
             }
         }
+        #[cfg(feature = "fault-injection")]
         Cmd::Scenario { cmd } => scenario_cmd(&rt, cmd),
         Cmd::Dataset { out, frames, seed, size, stride } => {
             let size = parse_size(&size)?;
@@ -457,6 +466,7 @@ pub fn main() -> ExitCode {
     // A scenario draws a progress bar; the injected faults' logs go to its report.
     let default_filter = match cli.cmd {
         Cmd::Bench { .. } => "warn,endotower_actors::events=off",
+        #[cfg(feature = "fault-injection")]
         Cmd::Scenario { .. } => "off",
         _ => "info",
     };

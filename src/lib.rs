@@ -19,7 +19,8 @@
 //! - [`eval`]: `endotower eval detector`, accuracy on a held-out synthetic set.
 //! - [`mqtt`]: telemetry assembly (journal, broker, endpoint) for a tower.
 //! - [`embedded_broker`]: the in-process rumqttd broker and its health check.
-//! - [`scenario`]: failure-injection scenarios: files, runner, report, plots.
+//! - `scenario` (feature `fault-injection`): failure-injection scenarios:
+//!   files, runner, report, plots.
 
 pub mod bench;
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod eval;
 pub mod logging;
 pub mod memory_policy;
 pub mod mqtt;
+#[cfg(feature = "fault-injection")]
 pub mod scenario;
 pub mod snapshot;
 pub mod tower;

@@ -8,16 +8,17 @@ use endotower_actors::config::{ConfigError, LinkConfig, Transport};
 use endotower_actors::device_actor::DeviceMsg;
 use endotower_actors::device_status::DeviceChannels;
 use endotower_actors::display::hmi::{HmiPort, HmiTargets};
-use endotower_actors::events::EventBus;
+use endotower_actors::events::{EventBus, Severity};
 use endotower_actors::fault_injection::{FaultInjector, InjectedFault};
 use endotower_actors::safety_actor::SafetySlot;
 use endotower_actors::setpoints::Setpoints;
-use endotower_actors::supervisor::{ChildStatus, Supervisor, SupervisorMsg};
+use endotower_actors::supervisor::{ChildStatus, Liveness, Supervisor, SupervisorMsg};
 use endotower_actors::video::capture::SourceFactory;
 use endotower_actors::video::channels::VideoChannels;
 use endotower_sim::{Device, SimEndpoints, SimError, SimHost};
 use ractor::{ActorCell, ActorRef, ActorStatus};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,8 @@ pub struct Tower {
     video: VideoChannels,
     telemetry: Option<crate::mqtt::TelemetryContext>,
     faults: FaultInjector,
+    /// Set by [`Tower::shutdown`]: the root's end is expected from then on.
+    stopping: Arc<AtomicBool>,
 }
 
 fn device_links(cfg: &mut TowerConfig, dev: Device) -> [&mut LinkConfig; 2] {
@@ -82,13 +85,52 @@ pub fn start_simulators(cfg: &mut TowerConfig) -> Result<SimHost, TowerError> {
             assign.push((dev, i, pos));
         }
     }
-    let host = SimHost::start(cfg.sim.model.clone(), endpoints)?;
+    let mut model = cfg.sim.model.clone();
+    // Embedded simulators stand for separate hardware: real-time just under
+    // the island whenever the island is (no false trips from a busy tower).
+    model.realtime_priority |= cfg.safety.realtime_priority;
+    let host = SimHost::start(model, endpoints)?;
     for (dev, i, pos) in assign {
         if let Some(addr) = host.tcp_addrs(dev).get(pos) {
             device_links(cfg, dev)[i].transport = Transport::Tcp { addr: addr.to_string() };
         }
     }
     Ok(host)
+}
+
+/// The root has no supervisor: the process watches it. A root that stops
+/// beating (stuck in its handler) or dies is an alarm and the safe state;
+/// the island, the picture and telemetry do not depend on it.
+const ROOT_STALL: Duration = Duration::from_secs(3);
+
+fn watch_root(root: ActorRef<SupervisorMsg>, beat: Liveness, events: EventBus, setpoints: Setpoints, stopping: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut raised = false;
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if stopping.load(Ordering::Acquire) {
+                return;
+            }
+            let dead = matches!(root.get_status(), ActorStatus::Stopping | ActorStatus::Stopped);
+            let stuck = dead || beat.age() > ROOT_STALL;
+            if stuck && !raised {
+                raised = true;
+                setpoints.enter_safe_state();
+                let why = if dead {
+                    "root supervisor stopped".to_string()
+                } else {
+                    format!("root supervisor has not beaten for {} ms", beat.age().as_millis())
+                };
+                events.raise("tower", "ROOT_UNRESPONSIVE", Severity::High, format!("{why}: tower safe state"));
+            } else if !stuck && raised {
+                raised = false;
+                events.clear("tower", "ROOT_UNRESPONSIVE", "root supervisor beating again");
+            }
+            if dead {
+                return;
+            }
+        }
+    });
 }
 
 impl Tower {
@@ -125,7 +167,10 @@ impl Tower {
             source,
             faults: faults.clone(),
         });
-        let root = match Supervisor::spawn(root_spec(ctx), None).await {
+        let mut spec = root_spec(ctx);
+        let root_beat = Liveness::default();
+        spec.liveness = Some(root_beat.clone());
+        let root = match Supervisor::spawn(spec, None).await {
             Ok(r) => r,
             Err(e) => {
                 safety.shutdown();
@@ -137,7 +182,9 @@ impl Tower {
             }
         };
         tracing::info!(tower = %cfg.tower.id, set_pressure = d.insufflator.set_pressure_mmhg, intensity = d.light.intensity_pct, "tower started");
-        Ok(Tower { cfg, root, sim, events, setpoints, channels, safety, video, telemetry, faults })
+        let stopping = Arc::new(AtomicBool::new(false));
+        watch_root(root.clone(), root_beat, events.clone(), setpoints.clone(), stopping.clone());
+        Ok(Tower { cfg, root, sim, events, setpoints, channels, safety, video, telemetry, faults, stopping })
     }
 
     /// The config in force (with the bound simulator addresses).
@@ -198,7 +245,23 @@ impl Tower {
     /// `commands`, ...) panic or hang on its next message. False if the tree
     /// has no such actor.
     pub fn inject_fault(&self, child: &str, fault: InjectedFault) -> bool {
-        self.faults.inject(child, fault)
+        if !self.faults.inject(child, fault) {
+            return false;
+        }
+        if fault == InjectedFault::Panic {
+            // Do not wait for the actor's next message: a stop is taken at
+            // once, and the armed panic fires in its place.
+            if let Some(c) = self.actor(child) {
+                c.stop(Some("fault injection: panic".into()));
+            }
+        }
+        true
+    }
+
+    /// Test hook: the control plane's link to `device` fails every request
+    /// for `d` (the safety island's own link is untouched).
+    pub fn drop_control_link(&self, device: &str, d: Duration) {
+        self.faults.link(device).drop_for(d);
     }
 
     /// The actors [`Tower::inject_fault`] accepts.
@@ -225,6 +288,7 @@ impl Tower {
 
     /// Stop the tree, then the safety island, then the simulators.
     pub async fn shutdown(self) {
+        self.stopping.store(true, Ordering::Release);
         let _ = self.root.stop_and_wait(Some("tower shutdown".into()), Some(Duration::from_secs(5))).await;
         if let Some(t) = &self.telemetry {
             self.events.clear_sinks();

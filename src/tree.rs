@@ -135,6 +135,7 @@ fn device<C: DeviceControl>(
             setpoints: c.setpoints.clone(),
             events: c.events.clone(),
             liveness,
+            link_fault: Some(c.faults.link(name)),
         };
         (DeviceActor::<C>::default(), args)
     })

@@ -8,7 +8,7 @@ use endotower::tower::start_simulators;
 use endotower_actors::config::Transport;
 use endotower_actors::events::EventBus;
 use endotower_actors::registers::{insufflator as ins, light};
-use endotower_actors::safety_island::SafetyIsland;
+use endotower_actors::safety_actor::start_host;
 use endotower_actors::setpoints::Setpoints;
 use endotower_sim::Device;
 use std::time::Duration;
@@ -25,7 +25,7 @@ async fn hz007_heartbeat_loss_triggers_the_simulator_fail_safe() {
     let sim = start_simulators(&mut cfg).unwrap();
     // Devices boot in fail-safe until the first heartbeat.
     assert!(sim.failsafe(Device::Insufflator) && sim.failsafe(Device::Light));
-    let island = SafetyIsland::start(cfg.safety.clone(), Setpoints::new(12.0, 10.0, 50.0), EventBus::default()).unwrap();
+    let island = start_host(&cfg.safety, &Setpoints::new(12.0, 10.0, 50.0), &EventBus::default()).unwrap();
     assert!(wait_for(Duration::from_secs(5), || Device::ALL.iter().all(|d| !sim.failsafe(*d))).await, "heartbeat never arrived");
 
     // A controller (a plain Modbus client here) opens the valve and lights the LED.
@@ -35,7 +35,7 @@ async fn hz007_heartbeat_loss_triggers_the_simulator_fail_safe() {
     lamp.write_multiple_registers(light::DRIVE, &[500, 1, 1]).await.unwrap().unwrap();
     assert!(wait_for(Duration::from_secs(5), || sim.insufflator().flow_lpm > 1.0 && sim.light().led_on).await);
 
-    island.stop();
+    island.shutdown();
     assert!(wait_for(Duration::from_secs(2), || Device::ALL.iter().all(|d| sim.failsafe(*d))).await, "no fail-safe after heartbeat loss");
     let s = sim.insufflator();
     assert_eq!((s.duty_applied, s.shutoff_open), (0, false), "inflow closed in fail-safe: {s:?}");

@@ -95,11 +95,17 @@ async fn hz002_inflow_is_inhibited_above_p1_plus_margin_even_if_control_keeps_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hz003_nan_pressure_inhibits_inflow() {
+async fn hz003_hz024_one_nan_pressure_channel_alarms_and_both_inhibit_inflow() {
     let tower = Tower::start(test_config()).await.unwrap();
     let sim = tower.sim().unwrap();
     assert!(wait_for(Duration::from_secs(10), || !sim.failsafe(Device::Insufflator)).await);
+    // One channel gone: redundancy lost (HZ-024), insufflation goes on on the other.
     sim.set_fault(Device::Insufflator, Fault::SensorNan(endotower_sim::Channel::Pressure));
+    assert!(wait_for(Duration::from_secs(5), || tower.events().is_active("safety", "HZ-024")).await);
+    assert!(!tower.events().is_active("safety", "HZ-003"));
+    assert_eq!(sim.insufflator().safety_cmd & safety_cmd::INHIBIT_INFLOW, 0, "one good channel is enough to insufflate");
+    // Both gone: insufflating blind (HZ-003).
+    sim.set_fault(Device::Insufflator, Fault::SensorNan(endotower_sim::Channel::Pressure2));
     assert!(wait_for(Duration::from_secs(5), || sim.insufflator().safety_cmd & safety_cmd::INHIBIT_INFLOW != 0).await);
     assert!(wait_for(Duration::from_secs(5), || tower.events().is_active("safety", "HZ-003")).await);
     assert!(wait_for(Duration::from_secs(5), || sim.insufflator().flow_lpm < 0.1).await, "{:?}", sim.insufflator());

@@ -150,15 +150,9 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Hard ceiling of the relief threshold from the seed (CN109151275A [0034]).
-pub const P2_CEILING_MMHG: f64 = 30.0;
-/// Relief threshold offset above the set pressure (CN109151275A [0034]).
-pub const P2_OFFSET_MMHG: f64 = 10.0;
-
-/// P2 = min(P1 + 10, 30) mmHg.
-pub fn relief_threshold(p1: f64) -> f64 {
-    (p1 + P2_OFFSET_MMHG).min(P2_CEILING_MMHG)
-}
+/// P2 = min(P1 + 10, 30) mmHg and its ceiling (CN109151275A [0034]),
+/// defined with the island.
+pub use endotower_safety::config::{relief_threshold, P2_CEILING_MMHG};
 
 impl LimitsConfig {
     pub fn validate(&self, path: &str) -> Result<(), ConfigError> {
@@ -262,7 +256,8 @@ impl SimpleDeviceConfig {
     }
 }
 
-/// Safety island: its own links, period and hard limits.
+/// Safety island: its own links, period and hard limits. Converted into the
+/// island's own [`endotower_safety::IslandConfig`] once validated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SafetyConfig {
@@ -273,11 +268,6 @@ pub struct SafetyConfig {
     /// A device whose last fresh, valid, in-range reading is older than this
     /// gets safe outputs.
     pub stale_ms: u64,
-    /// A pressure reading whose raw value has not changed for this long,
-    /// while SAMPLE_SEQ moves, is a stuck sensor and counts as missing
-    /// (real sensor noise always moves the last digit). 0 switches it off.
-    #[serde(default = "default_stuck_ms")]
-    pub stuck_ms: u64,
     /// Heartbeats to camera and pedal (no interlocks there) are sent this often.
     pub aux_heartbeat_ms: u64,
     /// Inflow is inhibited at P >= P1 + this, independent of the control loop.
@@ -285,6 +275,38 @@ pub struct SafetyConfig {
     /// Plausible sensor span; readings outside are treated as invalid.
     pub pressure_span_mmhg: [f64; 2],
     pub temperature_span_c: [f64; 2],
+    /// The two pressure channels disagree (HZ-024) when they differ by more
+    /// than this for longer than `pressure_disagree_ms`.
+    #[serde(default = "default_disagree_mmhg")]
+    pub pressure_disagree_mmhg: f64,
+    #[serde(default = "default_disagree_ms")]
+    pub pressure_disagree_ms: u64,
+    /// A pressure channel is stuck (HZ-024) when it stays within this of its
+    /// value while the other channel moves by more than
+    /// `pressure_stuck_motion_mmhg` away from it.
+    #[serde(default = "default_stuck_tolerance_mmhg")]
+    pub pressure_stuck_tolerance_mmhg: f64,
+    #[serde(default = "default_stuck_motion_mmhg")]
+    pub pressure_stuck_motion_mmhg: f64,
+    /// PRESSURE_LOW (HZ-023) when the pressure stays under P1 minus this for
+    /// `pressure_low_ms`, once P1 minus this had been reached.
+    #[serde(default = "default_low_margin_mmhg")]
+    pub pressure_low_margin_mmhg: f64,
+    #[serde(default = "default_low_ms")]
+    pub pressure_low_ms: u64,
+    /// A light temperature is stuck (HZ-025) when it stays within
+    /// `temperature_stuck_tolerance_c` while the applied drive has differed by
+    /// `temperature_stuck_drive_pct` from its value for `temperature_stuck_ms`.
+    /// The default tolerance is under one register step (0.1 C): the word
+    /// did not change at all. A thermal mass turning from warming to cooling
+    /// can sit within 0.3 C for several seconds; it cannot keep the same
+    /// 0.1 C step for 10 s after a 30-point change of drive.
+    #[serde(default = "default_temp_tolerance_c")]
+    pub temperature_stuck_tolerance_c: f64,
+    #[serde(default = "default_temp_drive_pct")]
+    pub temperature_stuck_drive_pct: f64,
+    #[serde(default = "default_temp_stuck_ms")]
+    pub temperature_stuck_ms: u64,
     /// LED off at this temperature, back on below `led_max_c - led_hysteresis_c`.
     pub led_max_c: f64,
     pub led_hysteresis_c: f64,
@@ -294,14 +316,46 @@ pub struct SafetyConfig {
     pub light_safe_cap_pct: u16,
     /// Try SCHED_FIFO for the island thread (needs CAP_SYS_NICE; falls back with a warning).
     pub realtime_priority: bool,
+    /// An island with no completed cycle for this long is replaced by a new
+    /// one that takes over its latched state (well under the devices' 300 ms
+    /// heartbeat fail-safe).
+    #[serde(default = "default_stall_ms")]
+    pub stall_ms: u64,
     pub insufflator: LinkConfig,
     pub light: LinkConfig,
     pub camera: LinkConfig,
     pub pedal: LinkConfig,
 }
 
-fn default_stuck_ms() -> u64 {
-    500
+fn default_disagree_mmhg() -> f64 {
+    2.0
+}
+fn default_disagree_ms() -> u64 {
+    100
+}
+fn default_stuck_tolerance_mmhg() -> f64 {
+    0.2
+}
+fn default_stuck_motion_mmhg() -> f64 {
+    1.5
+}
+fn default_low_margin_mmhg() -> f64 {
+    3.0
+}
+fn default_low_ms() -> u64 {
+    5000
+}
+fn default_temp_tolerance_c() -> f64 {
+    0.05
+}
+fn default_temp_drive_pct() -> f64 {
+    30.0
+}
+fn default_temp_stuck_ms() -> u64 {
+    10_000
+}
+fn default_stall_ms() -> u64 {
+    50
 }
 
 impl SafetyConfig {
@@ -313,9 +367,6 @@ impl SafetyConfig {
         check_int(&format!("{path}.period_us"), self.period_us, 500, 100_000, "us")?;
         check_int(&format!("{path}.timeout_us"), self.timeout_us, 100, self.period_us, "us (<= period_us)")?;
         check_int(&format!("{path}.stale_ms"), self.stale_ms, 1, 250, "ms (must stay under the 300 ms device fail-safe)")?;
-        if self.stuck_ms != 0 {
-            check_int(&format!("{path}.stuck_ms"), self.stuck_ms, 50, 10_000, "ms (0 = off)")?;
-        }
         check_int(&format!("{path}.aux_heartbeat_ms"), self.aux_heartbeat_ms, 1, 250, "ms")?;
         check_range(&format!("{path}.overpressure_margin_mmhg"), self.overpressure_margin_mmhg, 0.5, 9.0, "mmHg")?;
         let [lo, hi] = self.pressure_span_mmhg;
@@ -326,18 +377,90 @@ impl SafetyConfig {
                 "[low, high] with low < high and high >= 30 mmHg",
             ));
         }
-        let [lo, hi] = self.temperature_span_c;
-        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-            return Err(ConfigError::new(format!("{path}.temperature_span_c"), format!("[{lo}, {hi}]"), "[low, high] with low < high"));
+        let [tlo, thi] = self.temperature_span_c;
+        if !(tlo.is_finite() && thi.is_finite() && tlo < thi) {
+            return Err(ConfigError::new(format!("{path}.temperature_span_c"), format!("[{tlo}, {thi}]"), "[low, high] with low < high"));
         }
-        check_range(&format!("{path}.led_max_c"), self.led_max_c, 30.0, hi, "degC (inside temperature_span_c)")?;
+        check_range(&format!("{path}.pressure_disagree_mmhg"), self.pressure_disagree_mmhg, 0.2, 10.0, "mmHg")?;
+        check_int(&format!("{path}.pressure_disagree_ms"), self.pressure_disagree_ms, 0, 5000, "ms")?;
+        check_range(&format!("{path}.pressure_stuck_tolerance_mmhg"), self.pressure_stuck_tolerance_mmhg, 0.01, 2.0, "mmHg")?;
+        check_range(
+            &format!("{path}.pressure_stuck_motion_mmhg"),
+            self.pressure_stuck_motion_mmhg,
+            2.0 * self.pressure_stuck_tolerance_mmhg,
+            10.0,
+            "mmHg (>= twice pressure_stuck_tolerance_mmhg)",
+        )?;
+        check_range(&format!("{path}.pressure_low_margin_mmhg"), self.pressure_low_margin_mmhg, 0.5, 20.0, "mmHg")?;
+        check_int(&format!("{path}.pressure_low_ms"), self.pressure_low_ms, 100, 600_000, "ms")?;
+        check_range(&format!("{path}.temperature_stuck_tolerance_c"), self.temperature_stuck_tolerance_c, 0.05, 5.0, "degC")?;
+        check_range(&format!("{path}.temperature_stuck_drive_pct"), self.temperature_stuck_drive_pct, 5.0, 100.0, "%")?;
+        check_int(&format!("{path}.temperature_stuck_ms"), self.temperature_stuck_ms, 500, 600_000, "ms")?;
+        check_range(&format!("{path}.led_max_c"), self.led_max_c, 30.0, thi, "degC (inside temperature_span_c)")?;
         check_range(&format!("{path}.led_hysteresis_c"), self.led_hysteresis_c, 0.5, 50.0, "degC")?;
         check_range(&format!("{path}.tip_max_c"), self.tip_max_c, 30.0, 60.0, "degC")?;
         check_int(&format!("{path}.light_safe_cap_pct"), u64::from(self.light_safe_cap_pct), 0, 100, "%")?;
+        check_int(
+            &format!("{path}.stall_ms"),
+            self.stall_ms,
+            (2 * self.period_us).div_ceil(1000).max(5),
+            200,
+            "ms (at least two periods, and well under the devices' 300 ms heartbeat fail-safe)",
+        )?;
         for (name, link) in [("insufflator", &self.insufflator), ("light", &self.light), ("camera", &self.camera), ("pedal", &self.pedal)] {
             link.validate(&format!("{path}.{name}"))?;
         }
         Ok(())
+    }
+
+    /// The island's own config. Call after [`SafetyConfig::validate`].
+    pub fn island_config(&self) -> Result<endotower_safety::IslandConfig, ConfigError> {
+        let timeout = Duration::from_micros(self.timeout_us);
+        let link = |name: &str, l: &LinkConfig| -> Result<endotower_safety::DeviceLink, ConfigError> {
+            let transport = match &l.transport {
+                Transport::Tcp { addr } => endotower_safety::Transport::Tcp(
+                    addr.parse().map_err(|_| ConfigError::new(format!("safety.{name}.transport.addr"), addr, "an IP socket address"))?,
+                ),
+                Transport::Rtu { path, baud } => endotower_safety::Transport::Rtu { path: path.clone(), baud: *baud },
+            };
+            Ok(endotower_safety::DeviceLink {
+                transport,
+                unit: l.unit,
+                timing: endotower_safety::link::LinkTiming {
+                    timeout,
+                    lost_after: l.lost_after,
+                    backoff_initial: Duration::from_millis(l.backoff_initial_ms),
+                    backoff_max: Duration::from_millis(l.backoff_max_ms),
+                },
+            })
+        };
+        Ok(endotower_safety::IslandConfig {
+            period: self.period(),
+            stale: Duration::from_millis(self.stale_ms),
+            aux_heartbeat: Duration::from_millis(self.aux_heartbeat_ms),
+            overpressure_margin_mmhg: self.overpressure_margin_mmhg,
+            pressure_span_mmhg: self.pressure_span_mmhg,
+            temperature_span_c: self.temperature_span_c,
+            pressure_disagree_mmhg: self.pressure_disagree_mmhg,
+            pressure_disagree_for: Duration::from_millis(self.pressure_disagree_ms),
+            pressure_stuck_tolerance_mmhg: self.pressure_stuck_tolerance_mmhg,
+            pressure_stuck_motion_mmhg: self.pressure_stuck_motion_mmhg,
+            pressure_low_margin_mmhg: self.pressure_low_margin_mmhg,
+            pressure_low_for: Duration::from_millis(self.pressure_low_ms),
+            temperature_stuck_tolerance_c: self.temperature_stuck_tolerance_c,
+            temperature_stuck_drive_pct: self.temperature_stuck_drive_pct,
+            temperature_stuck_for: Duration::from_millis(self.temperature_stuck_ms),
+            led_max_c: self.led_max_c,
+            led_hysteresis_c: self.led_hysteresis_c,
+            tip_max_c: self.tip_max_c,
+            light_safe_cap_pct: self.light_safe_cap_pct,
+            realtime_priority: self.realtime_priority,
+            stall_limit: Duration::from_millis(self.stall_ms),
+            insufflator: link("insufflator", &self.insufflator)?,
+            light: link("light", &self.light)?,
+            camera: link("camera", &self.camera)?,
+            pedal: link("pedal", &self.pedal)?,
+        })
     }
 }
 

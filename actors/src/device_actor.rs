@@ -60,6 +60,8 @@ pub struct DeviceArgs<C> {
     pub setpoints: Setpoints,
     pub events: EventBus,
     pub liveness: Liveness,
+    /// Test hook: the control link's drop switch.
+    pub link_fault: Option<crate::fault_injection::LinkFault>,
 }
 
 pub struct DeviceState<C> {
@@ -138,7 +140,10 @@ impl<C: DeviceControl> Actor for DeviceActor<C> {
         let now = Instant::now();
         a.liveness.beat();
         Ok(DeviceState {
-            link: ModbusLink::new(a.name.clone(), a.link),
+            link: match a.link_fault {
+                Some(f) => ModbusLink::new(a.name.clone(), a.link).with_fault(f),
+                None => ModbusLink::new(a.name.clone(), a.link),
+            },
             name: a.name,
             period,
             next_due: now,

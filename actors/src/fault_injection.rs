@@ -50,9 +50,31 @@ impl FaultSlot {
     }
 }
 
-/// Every injectable actor of one tower, by child name.
+/// A device link that fails every request until a deadline (a control-plane
+/// link drop), kept across the device actor's restarts.
 #[derive(Clone, Debug, Default)]
-pub struct FaultInjector(Arc<Mutex<BTreeMap<String, FaultSlot>>>);
+pub struct LinkFault(Arc<AtomicU64>);
+
+fn clock_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+impl LinkFault {
+    /// Fail every request for `d` from now.
+    pub fn drop_for(&self, d: Duration) {
+        self.0.store(clock_ms() + d.as_millis() as u64, Ordering::Release);
+    }
+    /// Is the link dropped now?
+    pub fn active(&self) -> bool {
+        clock_ms() < self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Every injectable actor of one tower, by child name, and the control
+/// links that can be dropped, by device name.
+#[derive(Clone, Debug, Default)]
+pub struct FaultInjector(Arc<Mutex<BTreeMap<String, FaultSlot>>>, Arc<Mutex<BTreeMap<String, LinkFault>>>);
 
 impl FaultInjector {
     /// The slot of `child` (created on first use).
@@ -71,6 +93,11 @@ impl FaultInjector {
             }
             None => false,
         }
+    }
+
+    /// The control-link fault of `device` (created on first use).
+    pub fn link(&self, device: &str) -> LinkFault {
+        self.1.lock().unwrap_or_else(|p| p.into_inner()).entry(device.to_string()).or_default().clone()
     }
 
     /// Names of the injectable actors.
@@ -99,7 +126,13 @@ impl<A: Actor> Actor for Injectable<A> {
         self.inner.post_start(myself, state).await
     }
 
+    /// An armed panic also lands here: the injector stops the actor so the
+    /// panic does not wait for its next message (a panicking actor skips
+    /// its own `post_stop`, as here).
     async fn post_stop(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if let Some(InjectedFault::Panic) = self.slot.take() {
+            panic!("{}: injected panic (fault-injection hook)", self.name);
+        }
         self.inner.post_stop(myself, state).await
     }
 

@@ -19,11 +19,10 @@
 //! - [`commands`]: the single validated command path.
 //! - [`status_reporter`]: status lines in the log.
 //!
-//! Safety (own thread, own runtime, own connections)
-//! - [`interlocks`]: pure interlock logic with hazard ids.
-//! - [`safety_island`]: the absolute-deadline read -> update -> write loop.
-//! - [`safety_actor`]: the supervised watchdog that owns no gap.
-//! - [`thread_priority`]: SCHED_FIFO for safety and display, nice for inference.
+//! Safety (its own crate, `endotower-safety`: own threads, runtime, connections)
+//! - [`safety_actor`]: the supervised face of the island host: adopts it
+//!   across restarts, feeds its alarms to the event bus, reports its links.
+//! - [`thread_priority`]: SCHED_FIFO for display and capture, nice for inference.
 //!
 //! Video path (capture, display sink, analysis, ONNX inference, archive)
 //! - [`video`]: its own module map and graph.
@@ -46,14 +45,12 @@ pub mod display;
 pub mod events;
 pub mod fault_injection;
 pub mod insufflator;
-pub mod interlocks;
 pub mod light;
 pub mod link;
 pub mod pedal;
 pub mod pid;
 pub mod registers;
 pub mod safety_actor;
-pub mod safety_island;
 pub mod setpoints;
 pub mod status_reporter;
 pub mod supervisor;

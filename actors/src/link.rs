@@ -59,12 +59,14 @@ pub enum LinkError {
     ShortReply { addr: u16, asked: u16, got: usize },
     #[error("read-back mismatch at register {addr}: wrote {wrote:?}, read {read:?}")]
     ReadbackMismatch { addr: u16, wrote: Vec<u16>, read: Vec<u16> },
+    #[error("link dropped (fault injection)")]
+    Dropped,
 }
 
 impl LinkError {
     /// Errors after which the connection itself cannot be trusted.
     fn poisons_connection(&self) -> bool {
-        matches!(self, LinkError::Timeout(_) | LinkError::Transport(_) | LinkError::ShortReply { .. })
+        matches!(self, LinkError::Timeout(_) | LinkError::Transport(_) | LinkError::ShortReply { .. } | LinkError::Dropped)
     }
 }
 
@@ -79,6 +81,8 @@ pub struct ModbusLink {
     backoff: Duration,
     retry_at: Option<Instant>,
     transitions: u64,
+    /// Test hook: a dropped link fails every request.
+    fault: Option<crate::fault_injection::LinkFault>,
 }
 
 impl ModbusLink {
@@ -95,7 +99,14 @@ impl ModbusLink {
             backoff,
             retry_at: None,
             transitions: 0,
+            fault: None,
         }
+    }
+
+    /// Fail every request while `fault` says the link is dropped (test hook).
+    pub fn with_fault(mut self, fault: crate::fault_injection::LinkFault) -> Self {
+        self.fault = Some(fault);
+        self
     }
 
     pub fn state(&self) -> LinkState {
@@ -241,11 +252,16 @@ impl ModbusLink {
         let Some(ctx) = self.ctx.as_mut() else {
             return Err(LinkError::Backoff(Duration::ZERO));
         };
-        let result = match tokio::time::timeout(timeout, op(ctx)).await {
-            Err(_) => Err(LinkError::Timeout(timeout)),
-            Ok(Err(e)) => Err(LinkError::Transport(e)),
-            Ok(Ok(Err(code))) => Err(LinkError::Exception(code)),
-            Ok(Ok(Ok(v))) => Ok(v),
+        let dropped = self.fault.as_ref().is_some_and(|f| f.active());
+        let result = if dropped {
+            Err(LinkError::Dropped)
+        } else {
+            match tokio::time::timeout(timeout, op(ctx)).await {
+                Err(_) => Err(LinkError::Timeout(timeout)),
+                Ok(Err(e)) => Err(LinkError::Transport(e)),
+                Ok(Ok(Err(code))) => Err(LinkError::Exception(code)),
+                Ok(Ok(Ok(v))) => Ok(v),
+            }
         };
         match &result {
             Ok(_) => self.note_success(),

@@ -573,6 +573,16 @@ impl SupervisorState {
         match self.start_child(myself, i).await {
             Ok(()) => {
                 tracing::info!(supervisor = %self.name, child, action = "started", "supervisor decision");
+                if self.slots[i].restarts > 0 {
+                    // When the restart really happened (RESTART is when it was decided).
+                    self.events.event(
+                        EventKind::SupervisorRestart,
+                        Severity::Info,
+                        &format!("supervisor/{}", self.name),
+                        "STARTED",
+                        format!("{child} running again (restart {})", self.slots[i].restarts),
+                    );
+                }
                 self.events.clear(&format!("supervisor/{}", self.name), "CONTAINED", format!("{child} restarted"));
                 Ok(())
             }

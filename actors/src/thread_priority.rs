@@ -11,7 +11,7 @@
 //! the log and runs at normal priority. Both calls apply to the calling thread
 //! only.
 
-pub const SAFETY_PRIORITY: i32 = 50;
+pub use endotower_safety::priority::SAFETY_PRIORITY;
 pub const DISPLAY_PRIORITY: i32 = 40;
 /// The capture thread feeds the display: just above it.
 pub const CAPTURE_PRIORITY: i32 = 41;

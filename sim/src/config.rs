@@ -19,6 +19,10 @@ pub struct SimConfig {
     /// procedure in minutes. Pressure, flow and current dynamics, which the
     /// control and safety loops act on, always run in real time. 1 = real.
     pub slow_time_scale: f64,
+    /// Run the physics and Modbus server threads at SCHED_FIFO just under
+    /// the safety island (where permitted): the simulators stand for separate
+    /// hardware, which a busy tower cannot slow down.
+    pub realtime_priority: bool,
     pub insufflator: InsufflatorModel,
     pub light: LightModel,
     pub camera: CameraModel,
@@ -31,6 +35,7 @@ impl Default for SimConfig {
             physics_period_us: 1000,
             heartbeat_timeout_ms: 300,
             slow_time_scale: 1.0,
+            realtime_priority: false,
             insufflator: InsufflatorModel::default(),
             light: LightModel::default(),
             camera: CameraModel::default(),

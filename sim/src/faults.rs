@@ -12,8 +12,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
-    /// Insufflator cavity pressure.
+    /// Insufflator cavity pressure (PRESSURE, the primary sensor).
     Pressure,
+    /// The insufflator's second, independent pressure sensor (PRESSURE_2).
+    #[serde(rename = "pressure_2")]
+    Pressure2,
     /// Insufflator gas flow.
     Flow,
     /// Insufflator supply (cylinder) pressure.
@@ -50,6 +53,9 @@ pub enum Fault {
     LeakStep(f64),
     /// The gas cylinder is empty (insufflator).
     SupplyEmpty,
+    /// The cylinder loses gas at this many L/min besides what the patient
+    /// line takes (a leaking regulator): a slow drain (insufflator).
+    SupplyDrain(f64),
     /// The heatsink fan does not turn whatever FAN says (light).
     FanFailure,
     /// The light cable is unplugged; only reported in STATUS (light).
@@ -73,6 +79,7 @@ pub enum FaultKind {
     Hang,
     LeakStep,
     SupplyEmpty,
+    SupplyDrain,
     FanFailure,
     CableUnplugged,
     SafetyWriteIgnored,
@@ -90,6 +97,7 @@ impl Fault {
             Fault::Hang => FaultKind::Hang,
             Fault::LeakStep(_) => FaultKind::LeakStep,
             Fault::SupplyEmpty => FaultKind::SupplyEmpty,
+            Fault::SupplyDrain(_) => FaultKind::SupplyDrain,
             Fault::FanFailure => FaultKind::FanFailure,
             Fault::CableUnplugged => FaultKind::CableUnplugged,
             Fault::SafetyWriteIgnored => FaultKind::SafetyWriteIgnored,
@@ -110,6 +118,7 @@ enum FaultSpec {
     Hang,
     LeakStep { lpm: f64 },
     SupplyEmpty,
+    SupplyDrain { lpm: f64 },
     FanFailure,
     CableUnplugged,
     SafetyWriteIgnored,
@@ -127,6 +136,7 @@ impl From<FaultSpec> for Fault {
             FaultSpec::Hang => Fault::Hang,
             FaultSpec::LeakStep { lpm } => Fault::LeakStep(lpm),
             FaultSpec::SupplyEmpty => Fault::SupplyEmpty,
+            FaultSpec::SupplyDrain { lpm } => Fault::SupplyDrain(lpm),
             FaultSpec::FanFailure => Fault::FanFailure,
             FaultSpec::CableUnplugged => Fault::CableUnplugged,
             FaultSpec::SafetyWriteIgnored => Fault::SafetyWriteIgnored,
@@ -146,6 +156,7 @@ impl From<Fault> for FaultSpec {
             Fault::Hang => FaultSpec::Hang,
             Fault::LeakStep(lpm) => FaultSpec::LeakStep { lpm },
             Fault::SupplyEmpty => FaultSpec::SupplyEmpty,
+            Fault::SupplyDrain(lpm) => FaultSpec::SupplyDrain { lpm },
             Fault::FanFailure => FaultSpec::FanFailure,
             Fault::CableUnplugged => FaultSpec::CableUnplugged,
             Fault::SafetyWriteIgnored => FaultSpec::SafetyWriteIgnored,
@@ -166,6 +177,8 @@ pub(crate) struct FaultSet {
     /// Leak override, L/min (never negative).
     pub(crate) leak_lpm: Option<f64>,
     pub(crate) supply_empty: bool,
+    /// Cylinder drain besides the patient line, L/min (never negative).
+    pub(crate) supply_drain_lpm: f64,
     pub(crate) fan_failure: bool,
     pub(crate) cable_unplugged: bool,
     pub(crate) safety_write_ignored: bool,
@@ -189,6 +202,7 @@ impl FaultSet {
             Fault::Hang => self.hang = true,
             Fault::LeakStep(lpm) => self.leak_lpm = Some(if lpm.is_finite() { lpm.max(0.0) } else { 0.0 }),
             Fault::SupplyEmpty => self.supply_empty = true,
+            Fault::SupplyDrain(lpm) => self.supply_drain_lpm = if lpm.is_finite() { lpm.max(0.0) } else { 0.0 },
             Fault::FanFailure => self.fan_failure = true,
             Fault::CableUnplugged => self.cable_unplugged = true,
             Fault::SafetyWriteIgnored => self.safety_write_ignored = true,
@@ -206,6 +220,7 @@ impl FaultSet {
             FaultKind::Hang => self.hang = false,
             FaultKind::LeakStep => self.leak_lpm = None,
             FaultKind::SupplyEmpty => self.supply_empty = false,
+            FaultKind::SupplyDrain => self.supply_drain_lpm = 0.0,
             FaultKind::FanFailure => self.fan_failure = false,
             FaultKind::CableUnplugged => self.cable_unplugged = false,
             FaultKind::SafetyWriteIgnored => self.safety_write_ignored = false,

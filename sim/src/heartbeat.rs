@@ -11,12 +11,19 @@ pub(crate) struct Heartbeat {
     timeout_s: f64,
     silent_s: f64,
     failsafe: bool,
+    /// Fail-safe entries after a heartbeat timeout (the boot state not counted).
+    entries: u64,
 }
 
 impl Heartbeat {
     /// A watchdog that starts in fail-safe.
     pub(crate) fn new(device: &'static str, timeout_s: f64) -> Self {
-        Self { device, timeout_s, silent_s: 0.0, failsafe: true }
+        Self { device, timeout_s, silent_s: 0.0, failsafe: true, entries: 0 }
+    }
+
+    /// How often the device fell back to its fail-safe since boot.
+    pub(crate) fn entries(&self) -> u64 {
+        self.entries
     }
 
     pub(crate) fn failsafe(&self) -> bool {
@@ -37,6 +44,7 @@ impl Heartbeat {
         self.silent_s += dt_s;
         if !self.failsafe && self.silent_s >= self.timeout_s {
             self.failsafe = true;
+            self.entries += 1;
             warn!(device = self.device, reason = "heartbeat unchanged", silent_ms = (self.silent_s * 1000.0).round(), "fail-safe entry");
         }
     }

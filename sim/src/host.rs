@@ -139,11 +139,15 @@ impl SimHost {
 
         let stop_servers = CancellationToken::new();
         let (ready_tx, ready_rx) = mpsc::channel();
+        let realtime = cfg.realtime_priority;
         let servers = {
             let (devices, stop) = (devices.clone(), stop_servers.clone());
             thread::Builder::new()
                 .name("sim-modbus".into())
-                .spawn(move || run_servers(devices, endpoints, ready_tx, stop))
+                .spawn(move || {
+                    simulator_priority("sim-modbus", realtime);
+                    run_servers(devices, endpoints, ready_tx, stop)
+                })
                 .map_err(|source| SimError::Start { what: "server thread", source })?
         };
         let tcp = match ready_rx.recv() {
@@ -163,7 +167,10 @@ impl SimHost {
             let all = Device::ALL.iter().map(|d| devices.get(*d)).collect();
             let period = Duration::from_micros(cfg.physics_period_us);
             let stop = stop_physics.clone();
-            thread::Builder::new().name("sim-physics".into()).spawn(move || crate::physics::run(all, period, stop))
+            thread::Builder::new().name("sim-physics".into()).spawn(move || {
+                simulator_priority("sim-physics", realtime);
+                crate::physics::run(all, period, stop)
+            })
         };
         let physics = match physics {
             Ok(handle) => handle,
@@ -206,6 +213,11 @@ impl SimHost {
         sim.model().snapshot(sim.table(), sim.faults(), sim.failsafe())
     }
 
+    /// How often `dev` fell back to its heartbeat fail-safe since boot.
+    pub fn failsafe_entries(&self, dev: Device) -> u64 {
+        self.devices.get(dev).lock().failsafe_entries()
+    }
+
     /// Is `dev` in its heartbeat fail-safe?
     pub fn failsafe(&self, dev: Device) -> bool {
         self.devices.get(dev).lock().failsafe()
@@ -229,6 +241,18 @@ impl SimHost {
         let mut sim = self.devices.pedal.lock();
         sim.model_mut().press();
         sim.publish_now();
+    }
+
+    /// Hold the foot pedal down for `ms` (one press).
+    pub fn hold_pedal(&self, ms: u64) {
+        let mut sim = self.devices.pedal.lock();
+        sim.model_mut().hold(ms as f64 / 1000.0);
+        sim.publish_now();
+    }
+
+    /// Override the light-cable tip temperature (thermal state), degC.
+    pub fn set_tip_temp(&self, c: f64) {
+        self.devices.light.lock().model_mut().set_tip_temp(c);
     }
 
     /// Override the LED temperature (thermal state), degC.
@@ -278,6 +302,13 @@ fn check_buses(buses: &[RtuBus]) -> Result<(), SimError> {
 type Ready = Result<Vec<(Device, SocketAddr)>, SimError>;
 
 /// Body of the server thread: bind everything, report, serve until stopped.
+/// SCHED_FIFO just under the safety island, when asked and permitted.
+fn simulator_priority(thread: &str, realtime: bool) {
+    if realtime && !endotower_safety::priority::make_realtime(endotower_safety::priority::SIMULATOR_PRIORITY) {
+        warn!(thread, error = %io::Error::last_os_error(), "SCHED_FIFO not permitted; simulator thread at normal priority");
+    }
+}
+
 fn run_servers(devices: Devices, endpoints: SimEndpoints, ready: mpsc::Sender<Ready>, stop: CancellationToken) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

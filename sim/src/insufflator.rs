@@ -157,14 +157,18 @@ impl Model for Insufflator {
         let q_relief = if v.relief_open { m.relief_lpm_per_mmhg * p } else { 0.0 };
         let dp = (self.flow - q_leak - q_relief) / (60.0 * m.compliance_l_per_mmhg) * dt;
         self.pressure = (p + dp).max(0.0);
-        self.gas_used_l = (self.gas_used_l + self.flow * dt * self.slow_scale / 60.0).min(m.supply_capacity_l);
+        let drawn = self.flow + faults.supply_drain_lpm;
+        self.gas_used_l = (self.gas_used_l + drawn * dt * self.slow_scale / 60.0).min(m.supply_capacity_l);
     }
 
     fn publish(&mut self, table: &mut RegisterTable, faults: &FaultSet, failsafe: bool) {
         let noise = self.rng.gaussian(self.model.pressure_noise_mmhg);
+        // The second sensor: the same cavity, its own noise.
+        let noise_2 = self.rng.gaussian(self.model.pressure_noise_mmhg);
         let supply = self.supply_bar(faults);
         let word = |ch, value, addr, enc: fn(f64, f64) -> u16| faults.sensor_word(ch, value, table.get(addr), |x| enc(x, 0.01));
         let pressure = word(Channel::Pressure, self.pressure + noise, reg::PRESSURE, encode_signed);
+        let pressure_2 = word(Channel::Pressure2, self.pressure + noise_2, reg::PRESSURE_2, encode_signed);
         let flow = word(Channel::Flow, self.flow, reg::FLOW, encode_unsigned);
         let supply = word(Channel::Supply, supply, reg::SUPPLY, encode_unsigned);
 
@@ -182,6 +186,7 @@ impl Model for Insufflator {
 
         self.seq = self.seq.wrapping_add(1);
         table.set(reg::PRESSURE, pressure);
+        table.set(reg::PRESSURE_2, pressure_2);
         table.set(reg::FLOW, flow);
         table.set(reg::SUPPLY, supply);
         table.set(reg::SAMPLE_SEQ, self.seq);

@@ -71,6 +71,13 @@ impl Light {
         table.get(reg::FAN) == 1 && !faults.fan_failure
     }
 
+    /// Override the light-cable tip temperature (thermal state), degC.
+    pub(crate) fn set_tip_temp(&mut self, c: f64) {
+        if c.is_finite() {
+            self.tip_temp = c;
+        }
+    }
+
     /// Override the LED temperature (thermal state), degC.
     pub(crate) fn set_led_temp(&mut self, c: f64) {
         if c.is_finite() {

@@ -22,8 +22,13 @@ pub(crate) struct Pedal {
 impl Pedal {
     /// A press: counts at once and holds the pressed bit for 100 ms.
     pub(crate) fn press(&mut self) {
+        self.hold(PRESSED_S);
+    }
+
+    /// A press held down for `seconds`: one count, the pressed bit all along.
+    pub(crate) fn hold(&mut self, seconds: f64) {
         self.presses = self.presses.wrapping_add(1);
-        self.pressed_left_s = PRESSED_S;
+        self.pressed_left_s = if seconds.is_finite() { seconds.max(0.0) } else { PRESSED_S };
     }
 }
 

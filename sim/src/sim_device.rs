@@ -105,6 +105,8 @@ pub(crate) trait DeviceCore: Send {
     /// Advance physics and the heartbeat watchdog by `dt` seconds, then publish.
     fn step(&mut self, dt: f64);
     fn failsafe(&self) -> bool;
+    /// Fail-safe entries after a heartbeat timeout, since boot.
+    fn failsafe_entries(&self) -> u64;
     fn faults(&self) -> &FaultSet;
     fn faults_mut(&mut self) -> &mut FaultSet;
 }
@@ -144,6 +146,10 @@ impl<M: Model> DeviceCore for SimDevice<M> {
             self.model.integrate(h, &self.table, &self.faults, failsafe);
         }
         self.model.publish(&mut self.table, &self.faults, failsafe);
+    }
+
+    fn failsafe_entries(&self) -> u64 {
+        self.heartbeat.entries()
     }
 
     fn failsafe(&self) -> bool {

@@ -13,7 +13,7 @@ use crate::tower::start_simulators;
 use crate::tower_config::TowerConfig;
 use endotower_actors::config::{relief_threshold, Transport};
 use endotower_actors::events::EventBus;
-use endotower_actors::safety_island::SafetyIsland;
+use endotower_actors::safety_actor::start_host;
 use endotower_actors::setpoints::Setpoints;
 use endotower_sim::{Device, SimHost};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,10 +99,9 @@ pub fn run(mut cfg: TowerConfig, quick: bool) -> Result<BenchReport, InterlockBe
     let sim = start_simulators(&mut cfg).map_err(|e| InterlockBenchError::Start(e.to_string()))?;
     let period = cfg.safety.period();
     let setpoints = Setpoints::new(SET_PRESSURE, 10.0, 50.0);
-    let island =
-        SafetyIsland::start(cfg.safety.clone(), setpoints, EventBus::default()).map_err(|e| InterlockBenchError::Start(e.to_string()))?;
+    let island = start_host(&cfg.safety, &setpoints, &EventBus::default()).map_err(|e| InterlockBenchError::Start(e.to_string()))?;
     if !wait_until(Duration::from_secs(5), || !sim.failsafe(Device::Insufflator)) {
-        island.stop();
+        island.shutdown();
         sim.stop();
         return Err(InterlockBenchError::NeverReady);
     }
@@ -118,7 +117,7 @@ pub fn run(mut cfg: TowerConfig, quick: bool) -> Result<BenchReport, InterlockBe
     let overruns = island.stats().overruns.load(Ordering::Relaxed);
     let cycles = island.stats().cycles.load(Ordering::Relaxed);
     let max_cycle_us = island.stats().max_cycle_us.load(Ordering::Relaxed);
-    island.stop();
+    island.shutdown();
     sim.stop();
     let all: Vec<f64> = idle.iter().chain(loaded.iter()).copied().collect();
     let total = Stats::of("all", &all);

@@ -5,6 +5,8 @@
 
 pub mod display;
 pub mod enhance;
+#[cfg(feature = "fault-injection")]
+pub mod handover;
 pub mod interlock;
 pub mod mqtt;
 pub mod video;

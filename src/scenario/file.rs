@@ -203,6 +203,18 @@ pub enum Action {
     },
     /// Publish a raw remote command payload as MQTT client `client`.
     RemoteCommand { client: String, payload: String },
+    /// The safety island's own link to `device` (insufflator or light) fails
+    /// every request for `ms`; the control plane's link is untouched.
+    IslandLinkDrop { device: Device, ms: u64 },
+    /// The control plane's link to `device` fails every request for `ms`;
+    /// the island's link is untouched.
+    ControlLinkDrop { device: Device, ms: u64 },
+    /// Set the true light-cable tip temperature, degC.
+    SetTipTemp { celsius: f64 },
+    /// Busy threads at normal priority for `ms` (an unrelated load).
+    CpuLoad { threads: u32, ms: u64 },
+    /// The foot pedal is pressed and held down for `ms` (one press).
+    PedalHold { ms: u64 },
 }
 
 impl Action {
@@ -216,6 +228,7 @@ impl Action {
                 | Action::PedalPress
                 | Action::Setpoint { .. }
                 | Action::Camera { fault: CameraFault::None }
+                | Action::PedalHold { .. }
                 | Action::Model { state: ModelState::Restored }
         )
     }
@@ -247,6 +260,11 @@ impl Action {
                 format!("set {}", parts.join(" "))
             }
             Action::RemoteCommand { client, .. } => format!("remote cmd ({client})"),
+            Action::IslandLinkDrop { device, ms } => format!("island link {} drop {ms} ms", device.name()),
+            Action::ControlLinkDrop { device, ms } => format!("control link {} drop {ms} ms", device.name()),
+            Action::SetTipTemp { celsius } => format!("tip {celsius} C"),
+            Action::CpuLoad { threads, ms } => format!("CPU load {threads} x {ms} ms"),
+            Action::PedalHold { ms } => format!("pedal held {ms} ms"),
         }
     }
 }
@@ -262,6 +280,7 @@ fn fault_label(f: &Fault) -> String {
         Fault::Hang => "device hang".into(),
         Fault::LeakStep(l) => format!("leak {l} L/min"),
         Fault::SupplyEmpty => "CO2 empty".into(),
+        Fault::SupplyDrain(l) => format!("CO2 drain {l} L/min"),
         Fault::FanFailure => "fan failure".into(),
         Fault::CableUnplugged => "cable unplugged".into(),
         Fault::SafetyWriteIgnored => "safety write ignored".into(),
@@ -331,6 +350,26 @@ pub enum Invariant {
         limit_mmhg: Option<f64>,
         for_ms: u64,
     },
+    /// From `after_s` on, the true cavity pressure is never under
+    /// `limit_mmhg` (default P1 - 3) for longer than `for_ms` at a stretch:
+    /// the pneumoperitoneum holds.
+    PressureAbove {
+        #[serde(default)]
+        limit_mmhg: Option<f64>,
+        #[serde(default)]
+        after_s: f64,
+        for_ms: u64,
+    },
+    /// Every supervised child runs again within `within_s` (scenario
+    /// seconds) of the last fault step, and stays up to the end.
+    ActorsBack { within_s: f64 },
+    /// The alarm `code` is not active at scenario time `by_s`.
+    AlarmClearedBy { code: String, by_s: f64 },
+    /// The alarm `code` is raised at most `max` times (no flapping).
+    AlarmCount { code: String, max: u64 },
+    /// No device fell back to its heartbeat fail-safe during the run (the
+    /// simulators count every entry, however short).
+    NoDeviceFailsafe,
     /// The true LED temperature is never above `limit_c` (default the
     /// island's LED maximum + 2 C) for longer than `for_ms`.
     LedTempBelow {
@@ -488,6 +527,13 @@ impl Scenario {
             match (every_s, count) {
                 (None, None) => timeline.push(Step { at_s, action, may_fail }),
                 (Some(every), Some(n)) if every > 0.0 && n >= 1.0 && n.fract() == 0.0 => {
+                    let steps = (((raw.duration_s - at_s) / every).floor() + 1.0).min(n);
+                    if !(steps.is_finite() && steps as usize + timeline.len() <= MAX_STEPS) {
+                        return Err(field_err(
+                            format!("timeline[{i}].count"),
+                            format!("{n} repeats every {every} s make more than {MAX_STEPS} steps in all"),
+                        ));
+                    }
                     for k in 0..n as u64 {
                         let t = at_s + every * k as f64;
                         if t <= raw.duration_s {
@@ -603,19 +649,48 @@ fn check_actor(actor: &str) -> Result<(), (String, String)> {
     }
 }
 
+fn within(f: &str, v: f64, lo: f64, hi: f64, unit: &str) -> Result<(), (String, String)> {
+    if v.is_finite() && v >= lo && v <= hi {
+        Ok(())
+    } else {
+        Err((f.to_string(), format!("{v} must be within {lo} ..= {hi} {unit}")))
+    }
+}
+
+fn whole(f: &str, v: u64, lo: u64, hi: u64) -> Result<(), (String, String)> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err((f.to_string(), format!("{v} must be within {lo} ..= {hi}")))
+    }
+}
+
+/// Most timeline steps a file may expand to (repeats included).
+const MAX_STEPS: usize = 100_000;
+
 fn check_action(a: &Action) -> Result<(), (String, String)> {
-    let finite = |f: &str, v: f64| if v.is_finite() { Ok(()) } else { Err((f.to_string(), format!("{v} is not a finite number"))) };
     match a {
         Action::ActorPanic { actor } => check_actor(actor),
         Action::ActorHang { actor, ms } => {
             check_actor(actor)?;
-            if *ms == 0 || *ms > 600_000 {
-                return Err(("ms".into(), format!("{ms} must be within 1 ..= 600000")));
-            }
-            Ok(())
+            whole("ms", *ms, 1, 600_000)
         }
-        Action::InjectPressure { mmhg } => finite("mmhg", *mmhg),
-        Action::SetLedTemp { celsius } => finite("celsius", *celsius),
+        Action::InjectPressure { mmhg } => within("mmhg", *mmhg, 0.0, 200.0, "mmHg"),
+        Action::SetLedTemp { celsius } | Action::SetTipTemp { celsius } => within("celsius", *celsius, -40.0, 300.0, "degC"),
+        Action::SimFault { fault: Fault::LeakStep(lpm), .. } => within("fault.lpm", *lpm, 0.0, 100.0, "L/min"),
+        Action::SimFault { fault: Fault::SupplyDrain(lpm), .. } => within("fault.lpm", *lpm, 0.0, 1000.0, "L/min"),
+        Action::SimFault { fault: Fault::SensorOffset(_, v), .. } => within("fault.value", *v, -1000.0, 1000.0, "(engineering units)"),
+        Action::IslandLinkDrop { device, ms } => {
+            if !matches!(device, Device::Insufflator | Device::Light) {
+                return Err(("device".into(), format!("{} has no island interlock link; insufflator or light", device.name())));
+            }
+            whole("ms", *ms, 1, 600_000)
+        }
+        Action::ControlLinkDrop { ms, .. } | Action::PedalHold { ms } => whole("ms", *ms, 1, 600_000),
+        Action::CpuLoad { threads, ms } => {
+            whole("threads", u64::from(*threads), 1, 64)?;
+            whole("ms", *ms, 1, 3_600_000)
+        }
         Action::Setpoint { pressure_mmhg, flow_lpm, intensity_pct } => {
             if pressure_mmhg.is_none() && flow_lpm.is_none() && intensity_pct.is_none() {
                 return Err((
@@ -631,6 +706,11 @@ fn check_action(a: &Action) -> Result<(), (String, String)> {
 
 fn check_invariant(inv: &Invariant) -> Result<(), (String, String)> {
     match inv {
+        Invariant::PressureBelow { limit_mmhg: Some(l), .. } | Invariant::PressureAbove { limit_mmhg: Some(l), .. } => {
+            within("limit_mmhg", *l, -10.0, 200.0, "mmHg")
+        }
+        Invariant::ActorsBack { within_s } => within("within_s", *within_s, 0.0, 86_400.0, "s"),
+        Invariant::AlarmClearedBy { by_s, .. } => within("by_s", *by_s, 0.0, 86_400.0, "s"),
         Invariant::Restarted { actor, .. } => check_actor(actor),
         Invariant::DisplayGap { max_intervals, except } => {
             if !(max_intervals.is_finite() && *max_intervals >= 1.0) {
@@ -688,6 +768,16 @@ mod tests {
             (format!("{HEAD}[[timeline]]\nat_s = 1.0\naction = \"broker_down\"\n{INV}"), "broker"),
             (format!("{}{INV}", HEAD.replace("../tower.toml", "../nope.toml")), "tower.config[0]"),
             (format!("{}{INV}", HEAD.replace("duration_s = 5.0", "duration_s = -1.0")), "duration_s"),
+            // Issue 14: these aborted on 4.8 GB, or hung the run on an infinite plot axis.
+            (format!("{HEAD}[[timeline]]\nat_s = 0.0\nevery_s = 1e-9\ncount = 1e8\naction = \"pedal_press\"\n{INV}"), "timeline[0].count"),
+            (format!("{HEAD}[[timeline]]\nat_s = 1.0\naction = \"inject_pressure\"\nmmhg = 1.7e308\n{INV}"), "timeline[0].mmhg"),
+            (format!("{HEAD}[[timeline]]\nat_s = 1.0\naction = \"set_led_temp\"\ncelsius = nan\n{INV}"), "timeline[0].celsius"),
+            (
+                format!("{HEAD}[[timeline]]\nat_s = 1.0\naction = \"island_link_drop\"\ndevice = \"pedal\"\nms = 100\n{INV}"),
+                "timeline[0].device",
+            ),
+            (format!("{HEAD}[[timeline]]\nat_s = 1.0\naction = \"cpu_load\"\nthreads = 0\nms = 100\n{INV}"), "timeline[0].threads"),
+            (format!("{HEAD}[[invariant]]\ncheck = \"pressure_above\"\nlimit_mmhg = inf\nfor_ms = 0\n"), "invariant[0].limit_mmhg"),
         ];
         for (text, field) in cases {
             let e = parse(&text).unwrap_err().to_string();

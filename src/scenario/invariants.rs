@@ -73,6 +73,61 @@ fn judge_one(inv: &Invariant, rec: &RunRecord, trace: &Trace, time_scale: f64) -
             };
             outcome(inv, ms <= *for_ms as f64, worst, format!("{limit} for at most {for_ms} ms"))
         }
+        Invariant::PressureAbove { limit_mmhg, after_s, for_ms } => {
+            let limit_of = |i: usize| limit_mmhg.unwrap_or(rec.p1_mmhg[i] - 3.0);
+            let judged = |i: usize| trace.samples[i].t_s >= *after_s;
+            let (ms, at) = longest_stretch(trace, time_scale, |i| judged(i) && trace.samples[i].pressure_mmhg < limit_of(i));
+            let low = trace.samples.iter().filter(|s| s.t_s >= *after_s).map(|s| s.pressure_mmhg).fold(f64::NAN, f64::min);
+            let limit = limit_mmhg.map_or("P1 - 3 mmHg".to_string(), |l| format!("{l} mmHg"));
+            let worst = if ms > 0.0 {
+                format!("lowest {low:.2} mmHg; under the limit for {ms:.0} ms from t = {at:.2} s")
+            } else {
+                format!("lowest {low:.2} mmHg; never under")
+            };
+            outcome(inv, ms <= *for_ms as f64, worst, format!("not under {limit} for more than {for_ms} ms after {after_s} s"))
+        }
+        Invariant::ActorsBack { within_s } => {
+            let last_fault = rec.actions.iter().filter(|a| a.fault).map(|a| a.done_s).fold(0.0f64, f64::max);
+            // The last sample with a child down; all must be up after it, and soon enough.
+            let last_down = rec.children_down.iter().filter(|(_, d)| !d.is_empty()).last();
+            let (pass, w) = match last_down {
+                None => (true, "every child running throughout".to_string()),
+                Some((t, d)) => {
+                    let back = t - last_fault;
+                    let at_end = rec.children_down.last().is_some_and(|(_, d)| d.is_empty());
+                    (
+                        at_end && back <= *within_s,
+                        format!(
+                            "last down at t = {t:.2} s ({back:.2} s after the last fault at {last_fault:.2} s): {d:?}; {}",
+                            if at_end { "all running at the end" } else { "NOT all running at the end" }
+                        ),
+                    )
+                }
+            };
+            outcome(inv, pass, w, format!("every child running within {within_s} s of the last fault, to the end"))
+        }
+        Invariant::AlarmClearedBy { code, by_s } => {
+            let mut active_at_by = false;
+            for (_, e) in rec.events.iter().filter(|(t, e)| e.code == *code && *t <= *by_s) {
+                match e.kind {
+                    EventKind::AlarmRaised => active_at_by = true,
+                    EventKind::AlarmCleared => active_at_by = false,
+                    _ => {}
+                }
+            }
+            let w =
+                if active_at_by { format!("{code} still active at t = {by_s} s") } else { format!("{code} not active at t = {by_s} s") };
+            outcome(inv, !active_at_by, w, format!("cleared by {by_s} s"))
+        }
+        Invariant::NoDeviceFailsafe => {
+            let fell: Vec<String> = rec.failsafe_entries.iter().filter(|(_, n)| *n > 0).map(|(d, n)| format!("{d} x{n}")).collect();
+            let w = if fell.is_empty() { "no device fell back".to_string() } else { format!("fell back: {}", fell.join(", ")) };
+            outcome(inv, fell.is_empty(), w, "no heartbeat fail-safe entry".into())
+        }
+        Invariant::AlarmCount { code, max } => {
+            let n = raised(code).len() as u64;
+            outcome(inv, n <= *max, format!("{code} raised {n} times"), format!("at most {max}"))
+        }
         Invariant::LedTempBelow { limit_c, for_ms } => {
             let limit = limit_c.unwrap_or(trace.limits.led_max_c + 2.0);
             let (ms, at) = longest_stretch(trace, time_scale, |i| trace.samples[i].led_temp_c > limit);

@@ -41,7 +41,7 @@ pub const FONT_PATH_ENV: &str = "ENDOTOWER_PLOT_FONT";
 pub const MAX_LABELLED_MARKERS: usize = 25;
 
 const SIGNAL_SIZE: (u32, u32) = (1200, 500);
-const OVERVIEW_SIZE: (u32, u32) = (1400, 1800);
+const OVERVIEW_SIZE: (u32, u32) = (1400, 2500);
 /// Width of the legend column right of every panel, pixels.
 const LEGEND_WIDTH: u32 = 230;
 /// Family name the font is registered under (plotters' `FontFamily::SansSerif`).
@@ -174,9 +174,14 @@ enum Signal {
     Supply,
     LedTemp,
     LightOutput,
+    /// The display's longest wait for a frame per sample window.
+    DisplayGap,
+    /// The AI online (1) or not (0).
+    Ai,
 }
 
-const SIGNALS: [Signal; 5] = [Signal::Pressure, Signal::Flow, Signal::Supply, Signal::LedTemp, Signal::LightOutput];
+const SIGNALS: [Signal; 7] =
+    [Signal::Pressure, Signal::Flow, Signal::Supply, Signal::LedTemp, Signal::LightOutput, Signal::DisplayGap, Signal::Ai];
 
 /// A horizontal reference line.
 struct RefLine {
@@ -193,6 +198,8 @@ impl Signal {
             Signal::Supply => "supply.png",
             Signal::LedTemp => "led_temp.png",
             Signal::LightOutput => "light_output.png",
+            Signal::DisplayGap => "display_gap.png",
+            Signal::Ai => "ai_state.png",
         }
     }
 
@@ -203,6 +210,8 @@ impl Signal {
             Signal::Supply => "CO2 supply pressure",
             Signal::LedTemp => "LED temperature",
             Signal::LightOutput => "light output",
+            Signal::DisplayGap => "live picture: longest wait for a frame",
+            Signal::Ai => "AI state (1 online, 0 offline: raw video)",
         }
     }
 
@@ -213,6 +222,8 @@ impl Signal {
             Signal::Supply => "supply (bar)",
             Signal::LedTemp => "LED temperature (°C)",
             Signal::LightOutput => "light output (%)",
+            Signal::DisplayGap => "frame wait (ms)",
+            Signal::Ai => "AI online",
         }
     }
 
@@ -223,6 +234,8 @@ impl Signal {
             Signal::Supply => RGBColor(140, 86, 75),
             Signal::LedTemp => RGBColor(0, 140, 150),
             Signal::LightOutput => RGBColor(170, 140, 0),
+            Signal::DisplayGap => RGBColor(60, 60, 60),
+            Signal::Ai => RGBColor(120, 40, 160),
         }
     }
 
@@ -233,6 +246,8 @@ impl Signal {
             Signal::Supply => s.supply_bar,
             Signal::LedTemp => s.led_temp_c,
             Signal::LightOutput => s.light_output_pct,
+            Signal::DisplayGap => s.display_gap_ms,
+            Signal::Ai => s.ai_online,
         }
     }
 
@@ -246,7 +261,8 @@ impl Signal {
             ],
             Signal::Supply => vec![line(l.supply_low_bar, format!("supply low {:.1}", l.supply_low_bar), RGBColor(230, 120, 0))],
             Signal::LedTemp => vec![line(l.led_max_c, format!("LED max {:.1}", l.led_max_c), RGBColor(200, 0, 0))],
-            Signal::Flow | Signal::LightOutput => Vec::new(),
+            Signal::DisplayGap => vec![line(2.0 * l.frame_interval_ms, "2 frame intervals".into(), RGBColor(200, 0, 0))],
+            Signal::Flow | Signal::LightOutput | Signal::Ai => Vec::new(),
         };
         lines.into_iter().filter(|r| r.value.is_finite()).collect()
     }
@@ -259,6 +275,7 @@ fn marker_colour(kind: MarkerKind) -> RGBColor {
         MarkerKind::Alarm => RGBColor(245, 140, 0),
         MarkerKind::Restart => RGBColor(140, 60, 180),
         MarkerKind::Trip => RGBColor(25, 25, 25),
+        MarkerKind::Clear => RGBColor(40, 160, 90),
     }
 }
 
@@ -277,6 +294,7 @@ fn marker_name(kind: MarkerKind) -> &'static str {
         MarkerKind::Alarm => "alarm",
         MarkerKind::Restart => "restart",
         MarkerKind::Trip => "interlock trip",
+        MarkerKind::Clear => "alarm cleared",
     }
 }
 
@@ -288,10 +306,12 @@ fn marker_priority(kind: MarkerKind) -> u8 {
         MarkerKind::Alarm => 2,
         MarkerKind::Restart => 3,
         MarkerKind::Action => 4,
+        MarkerKind::Clear => 5,
     }
 }
 
-const MARKER_KINDS: [MarkerKind; 5] = [MarkerKind::Fault, MarkerKind::Action, MarkerKind::Alarm, MarkerKind::Restart, MarkerKind::Trip];
+const MARKER_KINDS: [MarkerKind; 6] =
+    [MarkerKind::Fault, MarkerKind::Action, MarkerKind::Alarm, MarkerKind::Restart, MarkerKind::Trip, MarkerKind::Clear];
 
 /// The time axis shared by all panels: from 0 (or the earliest time, if
 /// negative) to the last sample or marker, never empty.
@@ -623,7 +643,7 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits { p1_mmhg: 12.0, p2_mmhg: 22.0, supply_low_bar: 5.0, led_max_c: 85.0 }
+        Limits { p1_mmhg: 12.0, p2_mmhg: 22.0, supply_low_bar: 5.0, led_max_c: 85.0, frame_interval_ms: 16.7 }
     }
 
     fn sample(t_s: f64, pressure_mmhg: f64, relief_open: bool) -> Sample {
@@ -636,6 +656,8 @@ mod tests {
             light_output_pct: if t_s < 40.0 { 100.0 } else { 60.0 },
             relief_open,
             rss_mib: 80.0,
+            display_gap_ms: 16.7,
+            ai_online: if (20.0..25.0).contains(&t_s) { 0.0 } else { 1.0 },
         }
     }
 
@@ -726,7 +748,19 @@ mod tests {
         let dir = temp_dir("all");
         let written = render_with_font(&trace, &dir, &font()).unwrap();
         let names: Vec<_> = written.iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_string()).collect();
-        assert_eq!(names, ["overview.png", "pressure.png", "flow.png", "supply.png", "led_temp.png", "light_output.png"]);
+        assert_eq!(
+            names,
+            [
+                "overview.png",
+                "pressure.png",
+                "flow.png",
+                "supply.png",
+                "led_temp.png",
+                "light_output.png",
+                "display_gap.png",
+                "ai_state.png"
+            ]
+        );
         let blank_signal = blank_png_len(&dir, SIGNAL_SIZE);
         let blank_overview = blank_png_len(&dir, OVERVIEW_SIZE);
         for path in &written {
@@ -756,7 +790,7 @@ mod tests {
         let trace = Trace { scenario: "empty".to_string(), limits: limits(), samples: Vec::new(), markers: Vec::new() };
         let dir = temp_dir("empty");
         let written = render_with_font(&trace, &dir, &font()).unwrap();
-        assert_eq!(written.len(), 6);
+        assert_eq!(written.len(), 8);
         assert!(written.iter().all(|p| p.is_file()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -774,7 +808,7 @@ mod tests {
         };
         for trace in [single, holes] {
             let dir = temp_dir(&trace.scenario);
-            assert_eq!(render_with_font(&trace, &dir, &font()).unwrap().len(), 6);
+            assert_eq!(render_with_font(&trace, &dir, &font()).unwrap().len(), 8);
             std::fs::remove_dir_all(&dir).unwrap();
         }
     }

@@ -82,6 +82,10 @@ pub struct RunRecord {
     /// Set pressure P1 at each trace sample (same index).
     pub p1_mmhg: Vec<f64>,
     pub ai_went_offline: bool,
+    /// Heartbeat fail-safe entries per device during the run.
+    pub failsafe_entries: Vec<(String, u64)>,
+    /// (scenario time, supervised children not running) every 100 ms (wall).
+    pub children_down: Vec<(f64, Vec<String>)>,
     pub actions: Vec<ActionRecord>,
     pub end: EndState,
     /// Bodies received over MQTT (events, replies), when a broker was used.
@@ -96,12 +100,4 @@ pub struct RunRecord {
     pub video: bool,
 }
 
-/// Resident memory of this process, MiB (0 when /proc is unavailable).
-pub fn rss_mib() -> f64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return 0.0 };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
+pub use crate::memory_policy::rss_mib;

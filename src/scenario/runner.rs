@@ -24,6 +24,7 @@ use endotower_actors::fault_injection::InjectedFault;
 use endotower_actors::link::LinkState;
 use endotower_actors::telemetry::config::BrokerConfig;
 use endotower_actors::video::ai_state::AiStatus;
+use endotower_sim::Device;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -32,6 +33,8 @@ use std::time::{Duration, Instant};
 
 /// Wall-clock sampling period of the physics.
 const SAMPLE_PERIOD: Duration = Duration::from_millis(20);
+/// Wall-clock period of the supervised children's status.
+const CHILDREN_PERIOD: Duration = Duration::from_millis(100);
 /// Longest wait for the tower to come up before t = 0.
 const WARMUP_LIMIT: Duration = Duration::from_secs(40);
 
@@ -147,8 +150,30 @@ pub fn tower_config(s: &Scenario, seed: u64, time_scale: f64, out: &Path) -> Res
     Ok(cfg)
 }
 
+/// Busy threads at normal priority until `d` has passed.
+fn cpu_load(threads: u32, d: Duration) -> Vec<std::thread::JoinHandle<()>> {
+    let until = Instant::now() + d;
+    (0..threads)
+        .filter_map(|i| {
+            std::thread::Builder::new()
+                .name(format!("scenario-load-{i}"))
+                .spawn(move || {
+                    let mut x = 1u64;
+                    while Instant::now() < until {
+                        for _ in 0..10_000 {
+                            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                        }
+                    }
+                })
+                .ok()
+        })
+        .collect()
+}
+
 /// Everything alive during a run.
 struct Live {
+    /// Threads of `cpu_load` steps.
+    load: Vec<std::thread::JoinHandle<()>>,
     tower: Tower,
     camera: CameraFaultSwitch,
     broker: Option<Mosquitto>,
@@ -211,6 +236,18 @@ impl Live {
                 let obs = self.observer.as_ref().ok_or("no MQTT observer")?;
                 obs.command(client, payload).await.map_err(|e| e.to_string())?;
             }
+            Action::IslandLinkDrop { device, ms } => {
+                let i = match device {
+                    Device::Insufflator => 0,
+                    Device::Light => 1,
+                    other => return Err(format!("the island has no interlock link to {}", other.name())),
+                };
+                self.tower.safety().hooks().drop_link_ms[i].store(*ms, Ordering::Release);
+            }
+            Action::ControlLinkDrop { device, ms } => self.tower.drop_control_link(device.name(), Duration::from_millis(*ms)),
+            Action::SetTipTemp { celsius } => sim.set_tip_temp(*celsius),
+            Action::CpuLoad { threads, ms } => self.load.extend(cpu_load(*threads, Duration::from_millis(*ms))),
+            Action::PedalHold { ms } => sim.hold_pedal(*ms),
         }
         Ok(())
     }
@@ -283,15 +320,16 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
         broker = Some(m);
     }
     let p1 = cfg.devices.insufflator.set_pressure_mmhg;
+    let frame_interval_ms = match &cfg.video.source {
+        crate::video_config::SourceConfig::Synthetic { fps, .. } => 1000.0 / fps,
+        _ => 1000.0 / 30.0,
+    };
     let limits = Limits {
         p1_mmhg: p1,
         p2_mmhg: relief_threshold(p1),
         supply_low_bar: cfg.devices.insufflator.supply_low_bar,
         led_max_c: cfg.safety.led_max_c,
-    };
-    let frame_interval_ms = match &cfg.video.source {
-        crate::video_config::SourceConfig::Synthetic { fps, .. } => 1000.0 / fps,
-        _ => 1000.0 / 30.0,
+        frame_interval_ms,
     };
     let camera = CameraFaultSwitch::default();
     let source = faulty_source(crate::video_source::factory(&cfg.video.source), camera.clone());
@@ -308,7 +346,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
         (BrokerKind::Embedded, _, Some((addr, _))) => Some(Observer::start(addr, &format!("endotower/v1/{}", cfg.tower.id))),
         _ => None,
     };
-    let mut live = Live { tower, camera, broker, observer, model_path, model_copy, fs_dir: journal_fs::current() };
+    let mut live = Live { load: Vec::new(), tower, camera, broker, observer, model_path, model_copy, fs_dir: journal_fs::current() };
     let warm = warm_up(&live, &cfg).await;
     if let Err(why) = warm {
         live.tower.shutdown().await;
@@ -323,6 +361,8 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
         d.max_interval = Duration::ZERO;
     }
 
+    let failsafe_at_start: Vec<u64> =
+        live.tower.sim().map(|sim| Device::ALL.iter().map(|d| sim.failsafe_entries(*d)).collect()).unwrap_or_default();
     let mut timeline: Vec<Step> = s.timeline.clone();
     if let Some(r) = &s.random_faults {
         timeline.extend(super::random_faults::draw(r, seed, s.duration_s, limits.p2_mmhg, limits.led_max_c));
@@ -336,6 +376,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
     let mut last_shown = (0u64, start);
     let mut last_dropout = (live.tower.video().capture.dropouts.load(Ordering::Relaxed), None::<Instant>);
     let mut last_progress = start;
+    let mut last_children = start;
     let mut bar = Progress::new(opts.progress);
     let mut seen_events = 0;
     let scenario_now = |at: Instant| at.duration_since(start).as_secs_f64() * time_scale;
@@ -373,6 +414,8 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
                 light_output_pct: light.output_pct,
                 relief_open: ins.relief_open,
                 rss_mib: rss_mib(),
+                display_gap_ms: f64::NAN,
+                ai_online: f64::NAN,
             });
             record.p1_mmhg.push(live.tower.setpoints().pressure_mmhg());
             if record.video {
@@ -391,14 +434,23 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
                 }
                 let by_source = last_dropout.1.is_some_and(|d| d + gap + SAMPLE_PERIOD >= now);
                 record.display_gaps.push((t, gap.as_secs_f64() * 1000.0, by_source));
+                let online = matches!(*live.tower.video().ai.status.borrow(), AiStatus::Online);
                 if matches!(*live.tower.video().ai.status.borrow(), AiStatus::Offline { .. }) {
                     record.ai_went_offline = true;
+                }
+                if let Some(s) = samples.last_mut() {
+                    s.display_gap_ms = gap.as_secs_f64() * 1000.0;
+                    s.ai_online = if online { 1.0 } else { 0.0 };
                 }
             }
             next_sample += SAMPLE_PERIOD;
             if next_sample < now {
                 next_sample = now + SAMPLE_PERIOD;
             }
+        }
+        if now.duration_since(last_children) >= CHILDREN_PERIOD {
+            last_children = now;
+            record.children_down.push((t, children_down(&live.tower).await));
         }
         if now.duration_since(last_progress) >= Duration::from_millis(200) {
             last_progress = now;
@@ -425,6 +477,13 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     record.end = end_state(&live.tower).await;
+    if let Some(sim) = live.tower.sim() {
+        record.failsafe_entries = Device::ALL
+            .iter()
+            .zip(&failsafe_at_start)
+            .map(|(d, n0)| (d.name().to_string(), sim.failsafe_entries(*d).saturating_sub(*n0)))
+            .collect();
+    }
     live.tower.events().clear_sinks();
     record.events = recorder.take();
     if let Some(o) = &live.observer {
@@ -439,7 +498,10 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
         }
     }
     markers.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
-    let Live { tower, broker, observer, .. } = live;
+    let Live { tower, broker, observer, load, .. } = live;
+    for h in load {
+        let _ = h.join();
+    }
     drop(observer);
     tower.shutdown().await;
     drop(broker);
@@ -452,6 +514,11 @@ fn event_marker(t_s: f64, e: &Event) -> Option<Marker> {
     let (kind, label) = match e.kind {
         EventKind::AlarmRaised if e.source == "safety" && e.code.starts_with("HZ-") => (MarkerKind::Trip, format!("trip {}", e.code)),
         EventKind::AlarmRaised => (MarkerKind::Alarm, e.code.clone()),
+        EventKind::AlarmCleared => (MarkerKind::Clear, format!("clear {}", e.code)),
+        // "<child> running again (restart N)"
+        EventKind::SupervisorRestart if e.code == "STARTED" => {
+            (MarkerKind::Restart, format!("up {}", e.message.split_whitespace().next().unwrap_or("?")))
+        }
         // "restarting <child> in N ms (...)"
         EventKind::SupervisorRestart => (MarkerKind::Restart, format!("restart {}", e.message.split_whitespace().nth(1).unwrap_or("?"))),
         EventKind::Meltdown => (MarkerKind::Restart, format!("meltdown {}", e.source.rsplit('.').next().unwrap_or("?"))),
@@ -503,6 +570,22 @@ async fn warm_up(live: &Live, cfg: &TowerConfig) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Supervised children not running now, as `supervisor/child` (a
+/// supervisor that does not answer counts as down itself).
+async fn children_down(t: &Tower) -> Vec<String> {
+    let mut down = Vec::new();
+    for sup in ["root", "devices", "video", "analysis"] {
+        match t.supervisor_status(sup).await {
+            Some(list) => down.extend(list.into_iter().filter(|c| !c.running).map(|c| format!("{sup}/{}", c.name))),
+            None if sup == "root" || t.config().video.enabled || !matches!(sup, "video" | "analysis") => {
+                down.push(format!("{sup} (no answer)"))
+            }
+            None => {}
+        }
+    }
+    down
 }
 
 async fn end_state(t: &Tower) -> EndState {

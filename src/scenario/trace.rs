@@ -24,6 +24,11 @@ pub struct Sample {
     pub relief_open: bool,
     /// Resident memory of the tower process, MiB.
     pub rss_mib: f64,
+    /// Longest wait of the display for a frame in this sample window, ms
+    /// (NaN with video off).
+    pub display_gap_ms: f64,
+    /// 1 while the AI is online, 0 while it is not (NaN with video off).
+    pub ai_online: f64,
 }
 
 /// What a marker records.
@@ -36,8 +41,11 @@ pub enum MarkerKind {
     Action,
     /// An alarm raised.
     Alarm,
-    /// A supervisor restarted (or contained, or melted down).
+    /// A supervisor decided a restart (or contained, or melted down), or a
+    /// restarted child runs again (`up ...`).
     Restart,
+    /// An alarm cleared.
+    Clear,
     /// A safety interlock engaged (hazard-coded event from the island).
     Trip,
 }
@@ -62,6 +70,8 @@ pub struct Limits {
     pub supply_low_bar: f64,
     /// Island LED shut-off temperature, degC.
     pub led_max_c: f64,
+    /// The video source's frame interval, ms (the display-gap reference).
+    pub frame_interval_ms: f64,
 }
 
 /// Everything recorded in one run.

@@ -5,7 +5,7 @@
 use crate::video_config::VideoConfig;
 use endotower_actors::camera::CameraConfig;
 use endotower_actors::config::{
-    check_int, ConfigError, InsufflatorConfig, LightConfig, LimitsConfig, SafetyConfig, SimpleDeviceConfig, Transport,
+    check_int, ConfigError, LinkConfig, InsufflatorConfig, LightConfig, LimitsConfig, SafetyConfig, SimpleDeviceConfig, Transport,
 };
 use endotower_actors::supervisor::{ChildPolicy, MeltdownAction, RestartType, SupervisorPolicy};
 use endotower_actors::telemetry::config::TelemetryConfig;
@@ -232,6 +232,39 @@ impl TowerConfig {
         Ok(cfg)
     }
 
+    /// One master per serial line. The island shares a line among its own
+    /// devices (one request at a time), but a line the island uses cannot
+    /// also carry a device actor's requests, nor can two device actors share
+    /// one: two masters' frames would collide on the wire.
+    fn check_serial_lines(&self) -> Result<(), ConfigError> {
+        let d = &self.devices;
+        let s = &self.safety;
+        let control = [("insufflator", &d.insufflator.link), ("light", &d.light.link), ("camera", &d.camera.link), ("pedal", &d.pedal.link)];
+        let island = [("insufflator", &s.insufflator), ("light", &s.light), ("camera", &s.camera), ("pedal", &s.pedal)];
+        let rtu = |l: &LinkConfig| match &l.transport {
+            Transport::Rtu { path, .. } => Some(path.clone()),
+            Transport::Tcp { .. } => None,
+        };
+        for (i, (name, link)) in control.iter().enumerate() {
+            let Some(path) = rtu(link) else { continue };
+            if let Some((other, _)) = island.iter().find(|(_, l)| rtu(l).as_ref() == Some(&path)) {
+                return Err(ConfigError::new(
+                    format!("devices.{name}.link.transport.path"),
+                    format!("{path:?}"),
+                    format!("a serial line of its own: safety.{other} uses it, and one line has one master (give the island its own line)"),
+                ));
+            }
+            if let Some((other, _)) = control[..i].iter().find(|(_, l)| rtu(l).as_ref() == Some(&path)) {
+                return Err(ConfigError::new(
+                    format!("devices.{name}.link.transport.path"),
+                    format!("{path:?}"),
+                    format!("a serial line of its own: devices.{other}.link uses it, and one line has one master"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Semantic checks, each naming its field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.tower.id.is_empty() || !self.tower.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -258,6 +291,7 @@ impl TowerConfig {
         self.devices.camera.validate("devices.camera")?;
         self.devices.pedal.validate("devices.pedal")?;
         self.safety.validate("safety")?;
+        self.check_serial_lines()?;
         self.video.validate("video")?;
         if self.video.enabled && self.video.realtime_priority && !self.safety.realtime_priority {
             return Err(ConfigError::new(

@@ -121,3 +121,37 @@ fn a_root_that_would_fail_upwards_at_a_meltdown_is_refused() {
     assert!(out.contains("supervision.root.meltdown"), "{out}");
     let _ = std::fs::remove_file(p);
 }
+
+/// One master per serial line: the island's line cannot carry a device
+/// actor too, and two device actors cannot share one.
+#[test]
+fn a_serial_line_shared_by_the_island_and_a_device_actor_is_refused() {
+    let p = write_conf(
+        "shared-line",
+        "[devices.insufflator.link]\nunit = 1\ntimeout_ms = 50\ntransport = { kind = \"tcp\", addr = \"127.0.0.1:15021\" }",
+        "[devices.insufflator.link]\nunit = 1\ntimeout_ms = 50\ntransport = { kind = \"rtu\", path = \"/dev/ttyUSB0\", baud = 4000000 }",
+    );
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "[safety.light]\nunit = 2\nbackoff_initial_ms = 5\nbackoff_max_ms = 100\ntransport = { kind = \"tcp\", addr = \"127.0.0.1:15022\" }",
+        "[safety.light]\nunit = 2\nbackoff_initial_ms = 5\nbackoff_max_ms = 100\ntransport = { kind = \"rtu\", path = \"/dev/ttyUSB0\", baud = 4000000 }",
+    );
+    assert!(text.contains("path = \"/dev/ttyUSB0\", baud = 4000000 }\n\n[safety.camera]"), "fixture did not apply");
+    std::fs::write(&p, text).unwrap();
+    let (ok, out) = endotower(&["check-config", p.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(out.contains("devices.insufflator.link.transport.path") && out.contains("safety.light"), "{out}");
+    let _ = std::fs::remove_file(p);
+}
+
+#[test]
+fn an_island_serial_line_too_slow_for_its_request_timeout_is_refused() {
+    let p = write_conf(
+        "slow-line",
+        "[safety.light]\nunit = 2\nbackoff_initial_ms = 5\nbackoff_max_ms = 100\ntransport = { kind = \"tcp\", addr = \"127.0.0.1:15022\" }",
+        "[safety.light]\nunit = 2\nbackoff_initial_ms = 5\nbackoff_max_ms = 100\ntransport = { kind = \"rtu\", path = \"/dev/ttyUSB1\", baud = 115200 }",
+    );
+    let (ok, out) = endotower(&["check-config", p.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(out.contains("safety.light.transport.baud") && out.contains("115200"), "{out}");
+    let _ = std::fs::remove_file(p);
+}

@@ -160,3 +160,54 @@ async fn the_insufflator_actor_runs_over_an_rtu_link_on_a_pseudo_terminal_pair()
     drop(slave);
     sim.stop();
 }
+
+/// The island on RTU: insufflator and light on one serial line (units 1 and
+/// 2), one connection, one request at a time (issue 14: the island sent two
+/// requests at once on one line and its frames collided). The control plane
+/// runs on TCP, its own line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hz001_the_safety_island_runs_both_interlocks_over_one_shared_rtu_line() {
+    use endotower_actors::registers::insufflator::safety_cmd;
+    use std::sync::atomic::Ordering;
+    let (master, slave) = tokio_serial::SerialStream::pair().unwrap();
+    let path = slave.name().unwrap();
+    let mut cfg = test_config();
+    let any = "127.0.0.1:0".parse().unwrap();
+    let sim = SimHost::start(
+        cfg.sim.model.clone(),
+        SimEndpoints {
+            tcp: Device::ALL.iter().map(|d| (*d, any)).collect(),
+            rtu: vec![RtuBus { port: RtuPort::Stream(master), devices: vec![(Device::Insufflator, 1), (Device::Light, 2)] }],
+        },
+    )
+    .unwrap();
+    let tcp = |d| Transport::Tcp { addr: sim.tcp_addrs(d)[0].to_string() };
+    cfg.sim.embedded = false;
+    cfg.devices.insufflator.link.transport = tcp(Device::Insufflator);
+    cfg.devices.light.link.transport = tcp(Device::Light);
+    cfg.devices.camera.link.transport = tcp(Device::Camera);
+    cfg.devices.pedal.link.transport = tcp(Device::Pedal);
+    cfg.safety.insufflator.transport = Transport::Rtu { path: path.clone(), baud: 4_000_000 };
+    cfg.safety.light.transport = Transport::Rtu { path, baud: 4_000_000 };
+    cfg.safety.camera.transport = tcp(Device::Camera);
+    cfg.safety.pedal.transport = tcp(Device::Pedal);
+    let tower = Tower::start(cfg).await.unwrap();
+    assert!(wait_for(Duration::from_secs(10), || Device::ALL.iter().all(|d| !sim.failsafe(*d))).await, "heartbeats over RTU never arrived");
+    // Two seconds of running. Two frames at once on the wire would garble or
+    // cross replies by the hundred; one request at a time, a mismatched reply
+    // can only be a late one after a timeout (the simulator is not real-time
+    // in tests), and it is refused, never taken (HZ-011).
+    let count = |f: fn(&endotower_safety::link::LinkCounters) -> u64| tower.safety().with(|h| f(&h.links()[0])).unwrap();
+    let requests = || count(|c| c.requests.load(Ordering::Relaxed));
+    let r0 = requests();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(requests() - r0 > 1000, "the island made {} requests in 2 s", requests() - r0);
+    let (frames, timeouts) = (count(|c| c.frame_errors.load(Ordering::Relaxed)), count(|c| c.timeouts.load(Ordering::Relaxed)));
+    assert!(frames <= timeouts, "{frames} mismatched replies but only {timeouts} timeouts: frames collided on the line");
+    sim.inject_pressure(26.0);
+    assert!(wait_for(Duration::from_secs(5), || sim.insufflator().safety_cmd & safety_cmd::FORCE_VENT != 0).await, "no vent over RTU");
+    assert!(wait_for(Duration::from_secs(2), || tower.events().is_active("safety", "HZ-001")).await);
+    tower.shutdown().await;
+    drop(slave);
+    sim.stop();
+}

@@ -409,6 +409,22 @@ impl SafetyConfig {
         )?;
         for (name, link) in [("insufflator", &self.insufflator), ("light", &self.light), ("camera", &self.camera), ("pedal", &self.pedal)] {
             link.validate(&format!("{path}.{name}"))?;
+            if let Transport::Rtu { baud, .. } = &link.transport {
+                // A sensor-block read on the wire: request 8 bytes, reply 5 + 2 x 8,
+                // 10 bits a byte (8N1), plus 3.5 characters of silence around each frame.
+                let wire_us = (29.0 + 7.0) * 10.0 * 1e6 / f64::from(*baud);
+                if wire_us > self.timeout_us as f64 {
+                    return Err(ConfigError::new(
+                        format!("{path}.{name}.transport.baud"),
+                        baud,
+                        format!(
+                            "a rate at which the island's read fits safety.timeout_us ({} us): at {baud} baud it takes {wire_us:.0} us on the wire (use >= {} baud, or a longer period_us and timeout_us)",
+                            self.timeout_us,
+                            (360.0 * 1e6 / self.timeout_us as f64).ceil()
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }

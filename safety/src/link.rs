@@ -116,6 +116,10 @@ pub struct LinkCounters {
     pub requests: AtomicU64,
     pub timeouts: AtomicU64,
     pub errors: AtomicU64,
+    /// Replies that were malformed or answered another request (CRC,
+    /// transaction, unit, function, length): on a serial line, the mark of
+    /// two frames on the wire at once.
+    pub frame_errors: AtomicU64,
 }
 
 impl LinkCounters {
@@ -277,7 +281,10 @@ impl IslandLink {
                 let reason = match e {
                     LinkError::Timeout => Reason::Timeout,
                     LinkError::Io(_) => Reason::Io,
-                    _ => Reason::Frame,
+                    _ => {
+                        self.counters.frame_errors.fetch_add(1, Ordering::Relaxed);
+                        Reason::Frame
+                    }
                 };
                 self.io = None;
                 self.failed(reason);

@@ -81,8 +81,26 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Print the Modbus register maps as Markdown.
-    Registers,
+    /// Probe a device over Modbus TCP against docs/device-interface.md and
+    /// print what fails (run it with no tower connected to the device).
+    DeviceCheck {
+        /// host:port of the device.
+        addr: std::net::SocketAddr,
+        #[arg(long, value_enum)]
+        device: crate::device_check::DeviceKind,
+        /// Unit id (default: the device's, 1..4).
+        #[arg(long)]
+        unit: Option<u8>,
+        /// The island's request timeout to judge response times against.
+        #[arg(long, default_value_t = 1500)]
+        timeout_us: u64,
+    },
+    /// Print the Modbus register maps as Markdown (with --requests: every
+    /// request the tower makes of each device).
+    Registers {
+        #[arg(long)]
+        requests: bool,
+    },
     /// Run only the embedded MQTT broker (rumqttd), until Ctrl-C.
     Broker {
         /// Listen address (default: `telemetry.broker.bind` of the config).
@@ -417,8 +435,21 @@ fn dispatch(cli: Cli) -> Result<()> {
             println!("{}: frame {} ({}x{}, {} compositor)", out.display(), s.seq, s.width, s.height, s.renderer);
             Ok(())
         }
-        Cmd::Registers => {
-            print!("{}", endotower_actors::registers::markdown());
+        Cmd::DeviceCheck { addr, device, unit, timeout_us } => {
+            let unit = unit.unwrap_or(device.default_unit());
+            let outcomes = rt.block_on(crate::device_check::check(addr, device, unit, Duration::from_micros(timeout_us)))?;
+            if crate::device_check::print(device, addr, &outcomes) {
+                Ok(())
+            } else {
+                bail!("{} does not follow docs/device-interface.md", addr)
+            }
+        }
+        Cmd::Registers { requests } => {
+            if requests {
+                print!("{}", endotower_actors::device_interface::requests_markdown());
+            } else {
+                print!("{}", endotower_actors::registers::markdown());
+            }
             Ok(())
         }
         Cmd::Broker { bind, config } => rt.block_on(broker(bind, config)),

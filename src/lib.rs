@@ -15,6 +15,7 @@
 //! - [`cli`]: the `endotower` command line.
 //! - [`bench`]: `endotower bench <NAME> [--quick] [--json]`.
 //! - [`dataset`]: `endotower dataset`, training data from the synthetic source.
+//! - [`device_check`]: `endotower device-check`, a device against the interface contract.
 //! - [`snapshot`]: `endotower snapshot`, one composed frame as a PNG.
 //! - [`eval`]: `endotower eval detector`, accuracy on a held-out synthetic set.
 //! - [`mqtt`]: telemetry assembly (journal, broker, endpoint) for a tower.
@@ -25,6 +26,7 @@
 pub mod bench;
 pub mod cli;
 pub mod dataset;
+pub mod device_check;
 pub mod embedded_broker;
 pub mod eval;
 pub mod logging;

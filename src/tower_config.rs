@@ -5,7 +5,7 @@
 use crate::video_config::VideoConfig;
 use endotower_actors::camera::CameraConfig;
 use endotower_actors::config::{
-    check_int, ConfigError, LinkConfig, InsufflatorConfig, LightConfig, LimitsConfig, SafetyConfig, SimpleDeviceConfig, Transport,
+    check_int, ConfigError, InsufflatorConfig, LightConfig, LimitsConfig, LinkConfig, SafetyConfig, SimpleDeviceConfig, Transport,
 };
 use endotower_actors::supervisor::{ChildPolicy, MeltdownAction, RestartType, SupervisorPolicy};
 use endotower_actors::telemetry::config::TelemetryConfig;
@@ -239,7 +239,8 @@ impl TowerConfig {
     fn check_serial_lines(&self) -> Result<(), ConfigError> {
         let d = &self.devices;
         let s = &self.safety;
-        let control = [("insufflator", &d.insufflator.link), ("light", &d.light.link), ("camera", &d.camera.link), ("pedal", &d.pedal.link)];
+        let control =
+            [("insufflator", &d.insufflator.link), ("light", &d.light.link), ("camera", &d.camera.link), ("pedal", &d.pedal.link)];
         let island = [("insufflator", &s.insufflator), ("light", &s.light), ("camera", &s.camera), ("pedal", &s.pedal)];
         let rtu = |l: &LinkConfig| match &l.transport {
             Transport::Rtu { path, .. } => Some(path.clone()),

@@ -87,3 +87,16 @@ fn the_fault_matrix_lists_every_scenario_with_its_hazards() {
         }
     }
 }
+
+#[test]
+fn device_interface_md_carries_the_requests_and_register_maps_of_the_code() {
+    let doc = read("docs/device-interface.md");
+    assert!(
+        doc.contains(&endotower_actors::device_interface::requests_markdown()),
+        "docs/device-interface.md request tables differ from `endotower registers --requests`"
+    );
+    assert!(
+        doc.contains(&endotower_actors::registers::markdown()),
+        "docs/device-interface.md register maps differ from `endotower registers`"
+    );
+}

@@ -55,11 +55,26 @@ impl Xvfb {
                     break; // lost a race for this display number: try the next
                 }
                 if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                    std::thread::sleep(Duration::from_millis(200));
-                    if let Ok(None) = child.try_wait() {
-                        return Xvfb { display, child };
+                    // The socket exists before the server accepts: wait until
+                    // it answers a client (a loaded machine can take seconds).
+                    let answers = || {
+                        Command::new("xdotool")
+                            .env("DISPLAY", &display)
+                            .arg("getdisplaygeometry")
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .status()
+                            .is_ok_and(|s| s.success())
+                    };
+                    while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) && !answers() {
+                        std::thread::sleep(Duration::from_millis(100));
                     }
-                    break; // the socket is another server's
+                    if let Ok(None) = child.try_wait() {
+                        if answers() {
+                            return Xvfb { display, child };
+                        }
+                    }
+                    break; // the socket is another server's, or this one never answered
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }

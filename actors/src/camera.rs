@@ -19,10 +19,32 @@ pub struct CameraSettings {
 }
 
 impl CameraSettings {
+    /// Each setting must fit its register's range (the device refuses
+    /// anything else with exception 0x03).
     pub fn validate(&self, path: &str) -> Result<(), crate::config::ConfigError> {
-        crate::config::check_int(&format!("{path}.exposure_us"), u64::from(self.exposure_us), 10, 600_000, "us")?;
-        crate::config::check_range(&format!("{path}.gain_db"), self.gain_db, 0.0, 48.0, "dB")?;
-        crate::config::check_int(&format!("{path}.white_balance_k"), u64::from(self.white_balance_k), 2000, 10_000, "K")
+        let fields = [
+            ("exposure_us", f64::from(self.exposure_us), reg::EXPOSURE),
+            ("gain_db", self.gain_db, reg::GAIN),
+            ("white_balance_k", f64::from(self.white_balance_k), reg::WHITE_BALANCE),
+        ];
+        for ((name, value, addr), word) in fields.into_iter().zip(self.words()) {
+            let Some(spec) = registers::spec(reg::MAP, addr) else { continue };
+            if !value.is_finite() || !spec.accepts(word) {
+                let (lo, hi) = spec.range.unwrap_or((0, u16::MAX));
+                return Err(crate::config::ConfigError::new(
+                    format!("{path}.{name}"),
+                    value,
+                    format!(
+                        "a value in {} ..= {} {} (register {})",
+                        f64::from(lo) * spec.scale,
+                        f64::from(hi) * spec.scale,
+                        spec.unit,
+                        spec.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn words(&self) -> Vec<u16> {
@@ -66,6 +88,8 @@ impl CameraControl {
 impl DeviceControl for CameraControl {
     const READ_LEN: u16 = reg::WHITE_BALANCE + 1;
     const CONTROL_ADDR: u16 = reg::EXPOSURE;
+    const CONTROL_LEN: u16 = reg::WHITE_BALANCE - reg::EXPOSURE + 1;
+    crate::status_on_watch!(CameraStatus);
 
     fn update(&mut self, w: &[u16], ctx: &mut ControlCtx<'_>) -> Option<Vec<u16>> {
         let st = w[reg::STATUS as usize];
@@ -91,12 +115,5 @@ impl DeviceControl for CameraControl {
 
     fn on_link_down(&mut self, _state: LinkState, _ctx: &mut ControlCtx<'_>) {
         self.status.streaming = false;
-    }
-
-    fn publish(&self, link: LinkState, polls: u64) {
-        let mut s = self.status.clone();
-        s.link = link;
-        s.polls = polls;
-        self.tx.send_replace(s);
     }
 }

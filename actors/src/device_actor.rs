@@ -8,12 +8,15 @@
 //! survives restarts.
 
 use crate::config::LinkConfig;
+use crate::device_status::LinkStatus;
 use crate::events::{EventBus, Severity};
 use crate::link::{LinkState, ModbusLink};
+use crate::registers;
 use crate::setpoints::Setpoints;
 use crate::supervisor::Liveness;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// What a control law sees besides its own registers.
 pub struct ControlCtx<'a> {
@@ -29,17 +32,48 @@ pub trait DeviceControl: Send + Sync + 'static {
     const READ_LEN: u16;
     /// Control block start address.
     const CONTROL_ADDR: u16;
+    /// Control block length: `update` returns exactly this many words.
+    const CONTROL_LEN: u16;
+    /// Checked at compile time for every law a device actor is built with:
+    /// the control block stays below the safety registers, which only the
+    /// island writes.
+    const CONTROL_BELOW_SAFETY: () = assert!(
+        Self::CONTROL_ADDR + Self::CONTROL_LEN <= registers::SAFETY_BASE,
+        "a control law's writes must stay below the safety registers (24..31)"
+    );
+    /// What it publishes (on its status watch).
+    type Status: LinkStatus;
 
     /// Run the law on a fresh read; return the control words wanted (written
     /// at `CONTROL_ADDR` if they differ from the read-back), or `None` to
     /// leave the outputs alone.
     fn update(&mut self, words: &[u16], ctx: &mut ControlCtx<'_>) -> Option<Vec<u16>>;
 
-    /// The link could not be read this poll.
+    /// The link could not be read this poll (`state` says how bad it is).
     fn on_link_down(&mut self, state: LinkState, ctx: &mut ControlCtx<'_>);
 
-    /// Publish the current status with this link state and poll count.
-    fn publish(&self, link: LinkState, polls: u64);
+    /// The status as the law last computed it.
+    fn status(&self) -> &Self::Status;
+
+    /// Where the status goes.
+    fn channel(&self) -> &watch::Sender<Self::Status>;
+}
+
+/// The status accessors of a control law that keeps its status in
+/// `self.status` and its watch sender in `self.tx`.
+#[macro_export]
+macro_rules! status_on_watch {
+    ($status:ty) => {
+        type Status = $status;
+
+        fn status(&self) -> &$status {
+            &self.status
+        }
+
+        fn channel(&self) -> &tokio::sync::watch::Sender<$status> {
+            &self.tx
+        }
+    };
 }
 
 /// Run-time test hooks (used by the failure-injection tests and scenarios).
@@ -96,7 +130,13 @@ impl<C: DeviceControl> DeviceState<C> {
         match self.link.read(0, C::READ_LEN).await {
             Ok(words) => {
                 self.polls += 1;
-                if let Some(want) = self.control.update(&words, &mut ctx) {
+                if let Some(want) = self.control.update(&words, &mut ctx).filter(|w| {
+                    let fits = w.len() == usize::from(C::CONTROL_LEN);
+                    if !fits {
+                        tracing::error!(device = %self.name, words = w.len(), expected = C::CONTROL_LEN, "control law returned a block of the wrong size: not written");
+                    }
+                    fits
+                }) {
                     let start = usize::from(C::CONTROL_ADDR);
                     let have = words.get(start..start + want.len());
                     if have != Some(want.as_slice()) {
@@ -112,7 +152,9 @@ impl<C: DeviceControl> DeviceState<C> {
             }
         }
         let link = self.link.state();
-        self.control.publish(link, self.polls);
+        let mut status = self.control.status().clone();
+        status.set_link(link, self.polls);
+        self.control.channel().send_replace(status);
         // The operator sees a lost device link: raised on entering Lost,
         // cleared on reaching Connected again.
         if link != self.last_link {
@@ -136,6 +178,8 @@ impl<C: DeviceControl> Actor for DeviceActor<C> {
     type Arguments = DeviceArgs<C>;
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, a: DeviceArgs<C>) -> Result<Self::State, ActorProcessingErr> {
+        #[allow(clippy::let_unit_value)]
+        let () = C::CONTROL_BELOW_SAFETY;
         let period = Duration::from_secs_f64(1.0 / a.poll_hz.max(0.01));
         let now = Instant::now();
         a.liveness.beat();

@@ -21,6 +21,25 @@ pub enum InsufflationPhase {
     Fault,
 }
 
+/// A device status the device actor stamps with its link state and poll
+/// count before publishing it.
+pub trait LinkStatus: Clone + Send + Sync + 'static {
+    fn set_link(&mut self, link: LinkState, polls: u64);
+}
+
+macro_rules! link_status {
+    ($($t:ty),*) => {$(
+        impl LinkStatus for $t {
+            fn set_link(&mut self, link: LinkState, polls: u64) {
+                self.link = link;
+                self.polls = polls;
+            }
+        }
+    )*};
+}
+
+link_status!(InsufflatorStatus, LightStatus, CameraStatus, PedalStatus);
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InsufflatorStatus {
     pub link: LinkState,

@@ -33,15 +33,13 @@ impl InsufflatorControl {
     pub fn new(cfg: InsufflatorConfig, tx: watch::Sender<InsufflatorStatus>) -> Self {
         Self { cfg, duty_pct: 0.0, status: InsufflatorStatus::default(), tx }
     }
-
-    pub fn status(&self) -> &InsufflatorStatus {
-        &self.status
-    }
 }
 
 impl DeviceControl for InsufflatorControl {
     const READ_LEN: u16 = reg::RELIEF_VALVE + 1;
     const CONTROL_ADDR: u16 = reg::PWM_DUTY;
+    const CONTROL_LEN: u16 = reg::RELIEF_VALVE - reg::PWM_DUTY + 1;
+    crate::status_on_watch!(InsufflatorStatus);
 
     fn update(&mut self, w: &[u16], ctx: &mut ControlCtx<'_>) -> Option<Vec<u16>> {
         let p1 = ctx.setpoints.pressure_mmhg();
@@ -111,13 +109,6 @@ impl DeviceControl for InsufflatorControl {
         }
         self.status.pressure_mmhg = None;
         self.status.flow_lpm = None;
-    }
-
-    fn publish(&self, link: LinkState, polls: u64) {
-        let mut s = self.status.clone();
-        s.link = link;
-        s.polls = polls;
-        self.tx.send_replace(s);
     }
 }
 

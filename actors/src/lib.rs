@@ -7,6 +7,8 @@
 //! - [`setpoints`]: the setpoints in force and the safe-state latch (lock-free).
 //! - [`events`]: alarms and events bus (edge-triggered alarms, active set).
 //! - [`device_status`]: per-device status channels and pedal presses.
+//! - [`device_interface`]: every request the tower makes of each device (the
+//!   contract of `docs/device-interface.md`, generated from the code).
 //!
 //! Supervision
 //! - [`supervisor`]: restart types, strategies, intensity, hang kill, meltdown.
@@ -40,6 +42,7 @@ pub mod camera;
 pub mod commands;
 pub mod config;
 pub mod device_actor;
+pub mod device_interface;
 pub mod device_status;
 pub mod display;
 pub mod events;

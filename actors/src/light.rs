@@ -33,10 +33,6 @@ impl LightControl {
         Self { cfg, pid, cable: None, status: LightStatus::default(), tx }
     }
 
-    pub fn status(&self) -> &LightStatus {
-        &self.status
-    }
-
     fn thermal(&mut self, t: f64, ctx: &ControlCtx<'_>) {
         let c = &self.cfg;
         let s = &mut self.status;
@@ -79,6 +75,8 @@ impl LightControl {
 impl DeviceControl for LightControl {
     const READ_LEN: u16 = reg::ENABLE + 1;
     const CONTROL_ADDR: u16 = reg::DRIVE;
+    const CONTROL_LEN: u16 = reg::ENABLE - reg::DRIVE + 1;
+    crate::status_on_watch!(LightStatus);
 
     fn update(&mut self, w: &[u16], ctx: &mut ControlCtx<'_>) -> Option<Vec<u16>> {
         let led = registers::decode_signed(w[reg::LED_TEMP as usize], 0.1);
@@ -135,13 +133,6 @@ impl DeviceControl for LightControl {
         self.pid.reset();
         self.status.current_ma = None;
         self.status.led_temp_c = None;
-    }
-
-    fn publish(&self, link: LinkState, polls: u64) {
-        let mut s = self.status.clone();
-        s.link = link;
-        s.polls = polls;
-        self.tx.send_replace(s);
     }
 }
 

@@ -31,6 +31,8 @@ impl PedalControl {
 impl DeviceControl for PedalControl {
     const READ_LEN: u16 = reg::SENSOR_LEN;
     const CONTROL_ADDR: u16 = reg::SENSOR_LEN; // no control outputs
+    const CONTROL_LEN: u16 = 0;
+    crate::status_on_watch!(PedalStatus);
 
     fn update(&mut self, w: &[u16], ctx: &mut ControlCtx<'_>) -> Option<Vec<u16>> {
         let count = w[reg::PRESS_COUNT as usize];
@@ -59,13 +61,6 @@ impl DeviceControl for PedalControl {
     fn on_link_down(&mut self, _state: LinkState, _ctx: &mut ControlCtx<'_>) {
         // Presses during an outage cannot be attributed to a frame: re-baseline.
         self.baseline = None;
-    }
-
-    fn publish(&self, link: LinkState, polls: u64) {
-        let mut s = self.status.clone();
-        s.link = link;
-        s.polls = polls;
-        self.tx.send_replace(s);
     }
 }
 

@@ -56,7 +56,7 @@ impl Request<'_> {
     }
 
     /// Write the PDU into `out`; returns its length.
-    fn pdu(&self, out: &mut [u8]) -> Result<usize, FrameError> {
+    pub fn pdu(&self, out: &mut [u8]) -> Result<usize, FrameError> {
         match *self {
             Request::Read { addr, qty } => {
                 if qty == 0 || qty > MAX_READ {
@@ -92,7 +92,7 @@ impl Request<'_> {
     }
 
     /// Check a reply PDU; on a read, decode the registers into `regs`.
-    fn check_reply(&self, pdu: &[u8], regs: &mut [u16]) -> Result<(), FrameError> {
+    pub fn check_reply(&self, pdu: &[u8], regs: &mut [u16]) -> Result<(), FrameError> {
         let fc = self.function();
         let got_fc = *pdu.first().ok_or(FrameError::Length { expected: 1, got: 0 })?;
         if got_fc == fc | 0x80 {

@@ -42,6 +42,16 @@ pub struct RegisterSpec {
     pub scale: f64,
     pub signed: bool,
     pub description: &'static str,
+    /// Raw values a bus master may write (writable registers only); a value
+    /// outside gets exception 0x03, illegal data value.
+    pub range: Option<(u16, u16)>,
+}
+
+impl RegisterSpec {
+    /// May a bus master write `value` here?
+    pub fn accepts(&self, value: u16) -> bool {
+        self.access != Access::Read && self.range.is_none_or(|(lo, hi)| (lo..=hi).contains(&value))
+    }
 }
 
 /// First address of the control block.
@@ -51,15 +61,30 @@ pub const SAFETY_BASE: u16 = 24;
 /// Size of every device's register table.
 pub const TABLE_LEN: u16 = 32;
 
-/// Is a write to `addr` allowed from a bus master at all?
-pub fn writable(addr: u16) -> bool {
-    (CONTROL_BASE..TABLE_LEN).contains(&addr)
+macro_rules! reg {
+    (@spec $addr:expr, $name:literal, $access:ident, $unit:literal, $scale:expr, $signed:expr, $desc:literal, $range:expr) => {
+        RegisterSpec {
+            addr: $addr,
+            name: $name,
+            access: Access::$access,
+            unit: $unit,
+            scale: $scale,
+            signed: $signed,
+            description: $desc,
+            range: $range,
+        }
+    };
+    ($addr:expr, $name:literal, $access:ident, $unit:literal, $scale:expr, $signed:expr, $desc:literal) => {
+        reg!(@spec $addr, $name, $access, $unit, $scale, $signed, $desc, None)
+    };
+    ($addr:expr, $name:literal, $access:ident, $unit:literal, $scale:expr, $signed:expr, $desc:literal, $lo:literal ..= $hi:literal) => {
+        reg!(@spec $addr, $name, $access, $unit, $scale, $signed, $desc, Some(($lo, $hi)))
+    };
 }
 
-macro_rules! reg {
-    ($addr:expr, $name:literal, $access:ident, $unit:literal, $scale:expr, $signed:expr, $desc:literal) => {
-        RegisterSpec { addr: $addr, name: $name, access: Access::$access, unit: $unit, scale: $scale, signed: $signed, description: $desc }
-    };
+/// The documented register `addr` of `map`.
+pub fn spec(map: &'static [RegisterSpec], addr: u16) -> Option<&'static RegisterSpec> {
+    map.iter().find(|r| r.addr == addr)
 }
 
 /// CO2 insufflator (default unit id 1).
@@ -123,10 +148,10 @@ pub mod insufflator {
             true,
             "second, independent pressure sensor (same sample as PRESSURE; the island cross-checks the two)"
         ),
-        reg!(PWM_DUTY, "PWM_DUTY", ReadWrite, "%", 0.1, false, "proportional valve PWM duty, 0..=1000"),
-        reg!(SHUTOFF_VALVE, "SHUTOFF_VALVE", ReadWrite, "0/1", 1.0, false, "shut-off solenoid valve, 1 = open"),
-        reg!(RELIEF_VALVE, "RELIEF_VALVE", ReadWrite, "0/1", 1.0, false, "relief (vent) valve, 1 = open"),
-        reg!(SAFETY_CMD, "SAFETY_CMD", Safety, "bits", 1.0, false, "b0 inhibit inflow, b1 force vent"),
+        reg!(PWM_DUTY, "PWM_DUTY", ReadWrite, "%", 0.1, false, "proportional valve PWM duty", 0..=1000),
+        reg!(SHUTOFF_VALVE, "SHUTOFF_VALVE", ReadWrite, "0/1", 1.0, false, "shut-off solenoid valve, 1 = open", 0..=1),
+        reg!(RELIEF_VALVE, "RELIEF_VALVE", ReadWrite, "0/1", 1.0, false, "relief (vent) valve, 1 = open", 0..=1),
+        reg!(SAFETY_CMD, "SAFETY_CMD", Safety, "bits", 1.0, false, "b0 inhibit inflow, b1 force vent", 0..=3),
         reg!(HEARTBEAT, "HEARTBEAT", Safety, "count", 1.0, false, "must change at least every 300 ms or the device fails safe"),
     ];
 }
@@ -175,10 +200,10 @@ pub mod light {
         ),
         reg!(SAFETY_ECHO, "SAFETY_ECHO", Read, "%", 1.0, false, "read-back of SAFETY_CAP"),
         reg!(DRIVE_APPLIED, "DRIVE_APPLIED", Read, "%", 0.1, false, "current-driver command actually applied after the cap"),
-        reg!(DRIVE, "DRIVE", ReadWrite, "%", 0.1, false, "constant-current driver command, 0..=1000 (the PID output)"),
-        reg!(FAN, "FAN", ReadWrite, "0/1", 1.0, false, "heatsink fan, 1 = on"),
-        reg!(ENABLE, "ENABLE", ReadWrite, "0/1", 1.0, false, "1 = lamp on, 0 = standby"),
-        reg!(SAFETY_CAP, "SAFETY_CAP", Safety, "%", 1.0, false, "maximum drive the device may apply, 0..=100 (0 = off)"),
+        reg!(DRIVE, "DRIVE", ReadWrite, "%", 0.1, false, "constant-current driver command (the PID output)", 0..=1000),
+        reg!(FAN, "FAN", ReadWrite, "0/1", 1.0, false, "heatsink fan, 1 = on", 0..=1),
+        reg!(ENABLE, "ENABLE", ReadWrite, "0/1", 1.0, false, "1 = lamp on, 0 = standby", 0..=1),
+        reg!(SAFETY_CAP, "SAFETY_CAP", Safety, "%", 1.0, false, "maximum drive the device may apply (0 = off)", 0..=100),
         reg!(HEARTBEAT, "HEARTBEAT", Safety, "count", 1.0, false, "must change at least every 300 ms or the device fails safe"),
     ];
 }
@@ -214,9 +239,9 @@ pub mod camera {
         reg!(WIDTH, "WIDTH", Read, "px", 1.0, false, "video width"),
         reg!(HEIGHT, "HEIGHT", Read, "px", 1.0, false, "video height"),
         reg!(FPS, "FPS", Read, "Hz", 1.0, false, "video frame rate"),
-        reg!(EXPOSURE, "EXPOSURE", ReadWrite, "us", 10.0, false, "exposure time"),
-        reg!(GAIN, "GAIN", ReadWrite, "dB", 0.1, false, "sensor gain"),
-        reg!(WHITE_BALANCE, "WHITE_BALANCE", ReadWrite, "K", 10.0, false, "white balance colour temperature"),
+        reg!(EXPOSURE, "EXPOSURE", ReadWrite, "us", 10.0, false, "exposure time (10 us .. 100 ms)", 1..=10000),
+        reg!(GAIN, "GAIN", ReadWrite, "dB", 0.1, false, "sensor gain (0 .. 48 dB)", 0..=480),
+        reg!(WHITE_BALANCE, "WHITE_BALANCE", ReadWrite, "K", 10.0, false, "white balance colour temperature (2000 .. 10000 K)", 200..=1000),
         reg!(HEARTBEAT, "HEARTBEAT", Safety, "count", 1.0, false, "must change at least every 300 ms"),
     ];
 }
@@ -279,7 +304,7 @@ pub fn markdown() -> String {
         ("pedal", pedal::UNIT, pedal::MAP),
     ] {
         out.push_str(&format!(
-            "\n#### {device} (unit {unit})\n\n| addr | name | access | unit | scale | description |\n|---|---|---|---|---|---|\n"
+            "\n#### {device} (unit {unit})\n\n| addr | name | access | unit | scale | writable raw values | description |\n|---|---|---|---|---|---|---|\n"
         ));
         for r in map {
             let access = match r.access {
@@ -288,7 +313,15 @@ pub fn markdown() -> String {
                 Access::Safety => "RW (safety)",
             };
             let signed = if r.signed { " (i16)" } else { "" };
-            out.push_str(&format!("| {} | {} | {} | {} | {}{} | {} |\n", r.addr, r.name, access, r.unit, r.scale, signed, r.description));
+            let range = match (r.access, r.range) {
+                (Access::Read, _) => "-".to_string(),
+                (_, Some((lo, hi))) => format!("{lo}..={hi}"),
+                (_, None) => "any".to_string(),
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {}{} | {} | {} |\n",
+                r.addr, r.name, access, r.unit, r.scale, signed, range, r.description
+            ));
         }
     }
     out
@@ -328,6 +361,7 @@ mod tests {
                     }
                     Access::Safety => assert!(r.addr >= SAFETY_BASE, "{}", r.name),
                 }
+                assert!(r.access != Access::Read || r.range.is_none(), "{}: a range on a read-only word", r.name);
             }
         }
     }

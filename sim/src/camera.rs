@@ -26,6 +26,7 @@ impl Camera {
 
 impl Model for Camera {
     const HEARTBEAT: u16 = reg::HEARTBEAT;
+    const MAP: &'static [endotower_actors::registers::RegisterSpec] = reg::MAP;
 
     /// Power-on values: video format, EXPOSURE 1000, GAIN 0, WHITE_BALANCE 550.
     fn init_table(&self, table: &mut RegisterTable) {

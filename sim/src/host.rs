@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tokio_modbus::server::{rtu, tcp};
+use tokio_modbus::server::rtu;
 use tokio_serial::SerialStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -23,7 +23,7 @@ use crate::faults::{Fault, FaultKind};
 use crate::insufflator::{Insufflator, InsufflatorSnapshot};
 use crate::light::{Light, LightSnapshot};
 use crate::link::LinkStream;
-use crate::modbus_service::{RtuBusService, TcpService};
+use crate::modbus_service::RtuBusService;
 use crate::pedal::Pedal;
 use crate::rng::Rng;
 use crate::serial;
@@ -369,24 +369,27 @@ async fn start_servers(devices: &Devices, endpoints: SimEndpoints, tasks: &mut J
 
 /// Serve one TCP listener for `dev`, honouring its link gate.
 async fn serve_tcp(listener: TcpListener, dev: Arc<DynDevice>) {
-    let server = tcp::Server::new(listener);
-    let on_connected = |stream: tokio::net::TcpStream, peer: SocketAddr| {
-        let dev = Arc::clone(&dev);
-        async move {
-            let Some(token) = dev.link.admit() else {
-                debug!(device = dev.device.name(), %peer, "link dropped: connection refused");
-                return Ok(None);
-            };
-            let _ = stream.set_nodelay(true);
-            Ok(Some((TcpService::new(dev), LinkStream::new(stream, token))))
-        }
-    };
     let device = dev.device.name();
     loop {
-        if let Err(e) = server.serve(&on_connected, move |e| debug!(device, error = %e, "connection ended")).await {
-            warn!(device, error = %e, "TCP accept failed; retrying");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(device, error = %e, "TCP accept failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(token) = dev.link.admit() else {
+            debug!(device, %peer, "link dropped: connection refused");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let dev = Arc::clone(&dev);
+        tokio::spawn(async move {
+            if let Err(e) = crate::tcp_server::serve(LinkStream::new(stream, token), dev).await {
+                debug!(device, %peer, error = %e, "connection ended");
+            }
+        });
     }
 }
 

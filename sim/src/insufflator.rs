@@ -132,16 +132,8 @@ impl Insufflator {
 
 impl Model for Insufflator {
     const HEARTBEAT: u16 = reg::HEARTBEAT;
+    const MAP: &'static [endotower_actors::registers::RegisterSpec] = reg::MAP;
     const SAFETY_WORD: Option<u16> = Some(reg::SAFETY_CMD);
-
-    fn value_ok(&self, addr: u16, value: u16) -> bool {
-        match addr {
-            reg::PWM_DUTY => value <= 1000,
-            reg::SHUTOFF_VALVE | reg::RELIEF_VALVE => value <= 1,
-            reg::SAFETY_CMD => value & !(safety_cmd::INHIBIT_INFLOW | safety_cmd::FORCE_VENT) == 0,
-            _ => true,
-        }
-    }
 
     fn integrate(&mut self, dt: f64, table: &RegisterTable, faults: &FaultSet, failsafe: bool) {
         let m = &self.model;

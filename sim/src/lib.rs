@@ -1,6 +1,7 @@
 //! `endotower-sim`: deterministic (seeded) physical simulators of the tower's
 //! devices, each served as a real Modbus TCP server (and RTU on serial lines),
-//! implementing exactly the register maps of `endotower_actors::registers`,
+//! implementing exactly the register maps of `endotower_safety::registers`
+//! and the rules of `docs/device-interface.md`,
 //! with faults settable at run time.
 //!
 //! Module map:
@@ -14,7 +15,10 @@
 //!   how Modbus requests act on it.
 //! - `table`: the 32-word register table and the device-independent access rules.
 //! - `heartbeat`: the heartbeat fail-safe watchdog every device runs.
-//! - `modbus_service`: the tokio-modbus `Service` for TCP and RTU, with comms faults.
+//! - `modbus_service`: answering a request with the device's comms faults;
+//!   the tokio-modbus `Service` of an RTU bus.
+//! - `tcp_server`: the Modbus TCP server, to the byte of the device contract
+//!   (malformed requests get exceptions, not a closed connection).
 //! - `link`: the `LinkDrop` fault on TCP connections.
 //! - `physics`: the physics thread (absolute deadlines, real dt).
 //! - `serial`: opening and adopting serial ports for RTU.
@@ -42,6 +46,7 @@ pub mod rng;
 mod serial;
 mod sim_device;
 mod table;
+mod tcp_server;
 pub mod video;
 
 #[cfg(test)]

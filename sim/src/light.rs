@@ -104,6 +104,7 @@ impl Light {
 
 impl Model for Light {
     const HEARTBEAT: u16 = reg::HEARTBEAT;
+    const MAP: &'static [endotower_actors::registers::RegisterSpec] = reg::MAP;
     const SAFETY_WORD: Option<u16> = Some(reg::SAFETY_CAP);
 
     /// SAFETY_CAP boots at 100 % (no cap): like SAFETY_CMD = 0 on the
@@ -111,15 +112,6 @@ impl Model for Light {
     /// fail-safe keeps the LED off until the tower's heartbeat arrives anyway.
     fn init_table(&self, table: &mut RegisterTable) {
         table.set(reg::SAFETY_CAP, 100);
-    }
-
-    fn value_ok(&self, addr: u16, value: u16) -> bool {
-        match addr {
-            reg::DRIVE => value <= 1000,
-            reg::FAN | reg::ENABLE => value <= 1,
-            reg::SAFETY_CAP => value <= 100,
-            _ => true,
-        }
     }
 
     fn integrate(&mut self, dt: f64, table: &RegisterTable, faults: &FaultSet, failsafe: bool) {

@@ -1,7 +1,8 @@
-//! The tokio-modbus [`Service`] over a device's register table, with the
-//! communication faults applied: unit-id filtering, link drop, hang, reply
-//! delay and exception replies. One TCP service per device; one RTU service
-//! per serial bus, dispatching to several devices by unit id.
+//! Answering requests from a device's register table with its
+//! communication faults applied (link drop, hang, reply delay, exception
+//! replies), and the unit ids each device answers. TCP connections are
+//! served by [`crate::tcp_server`]; each serial bus by a tokio-modbus RTU
+//! server over [`RtuBusService`], dispatching to several devices by unit id.
 
 use std::sync::Arc;
 
@@ -16,8 +17,14 @@ const TCP_ANY_UNIT: [u8; 2] = [0, 255];
 
 type Reply = Result<Option<Response>, ExceptionCode>;
 
+/// Does `dev` answer a TCP request for `unit`? Its own unit id, and 0 and
+/// 255, which Modbus TCP gateways use for "the device behind this socket".
+pub(crate) fn unit_accepted(dev: &DynDevice, unit: u8) -> bool {
+    unit == dev.device.default_unit() || TCP_ANY_UNIT.contains(&unit)
+}
+
 /// Answer one request addressed to `dev`, as its communication faults allow.
-async fn answer(dev: Arc<DynDevice>, request: Request<'static>) -> Reply {
+pub(crate) async fn answer(dev: Arc<DynDevice>, request: Request<'static>) -> Reply {
     let delay = dev.lock().faults().reply_delay;
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
@@ -31,35 +38,6 @@ async fn answer(dev: Arc<DynDevice>, request: Request<'static>) -> Reply {
         return Err(ExceptionCode::ServerDeviceFailure);
     }
     sim.handle(&request).map(Some)
-}
-
-/// One device behind a Modbus TCP endpoint.
-#[derive(Clone)]
-pub(crate) struct TcpService {
-    dev: Arc<DynDevice>,
-}
-
-impl TcpService {
-    pub(crate) fn new(dev: Arc<DynDevice>) -> Self {
-        Self { dev }
-    }
-}
-
-impl Service for TcpService {
-    type Request = SlaveRequest<'static>;
-    type Response = Option<Response>;
-    type Exception = ExceptionCode;
-    type Future = BoxFuture<'static, Reply>;
-
-    fn call(&self, req: Self::Request) -> Self::Future {
-        let dev = Arc::clone(&self.dev);
-        Box::pin(async move {
-            if req.slave != dev.device.default_unit() && !TCP_ANY_UNIT.contains(&req.slave) {
-                return Ok(None);
-            }
-            answer(dev, req.request).await
-        })
-    }
 }
 
 /// Several devices sharing one serial line; unknown unit ids get no reply.

@@ -34,6 +34,7 @@ impl Pedal {
 
 impl Model for Pedal {
     const HEARTBEAT: u16 = reg::HEARTBEAT;
+    const MAP: &'static [endotower_actors::registers::RegisterSpec] = reg::MAP;
 
     fn integrate(&mut self, dt: f64, _: &RegisterTable, _: &FaultSet, _: bool) {
         self.pressed_left_s = (self.pressed_left_s - dt).max(0.0);

@@ -25,12 +25,10 @@ pub(crate) trait Model: Send + 'static {
     const HEARTBEAT: u16;
     /// Address of the safety word the island writes, if the device has one.
     const SAFETY_WORD: Option<u16> = None;
+    /// The device's register map: what a bus master may write, and which values.
+    const MAP: &'static [endotower_actors::registers::RegisterSpec];
     /// Power-on values of the control and safety words.
     fn init_table(&self, _table: &mut RegisterTable) {}
-    /// Is `value` acceptable for a bus-master write to `addr` (a writable address)?
-    fn value_ok(&self, _addr: u16, _value: u16) -> bool {
-        true
-    }
     /// Advance the physics by `dt` seconds.
     fn integrate(&mut self, dt: f64, table: &RegisterTable, faults: &FaultSet, failsafe: bool);
     /// Write the sensor block and bump SAMPLE_SEQ.
@@ -81,8 +79,7 @@ impl<M: Model> SimDevice<M> {
 
     /// Apply a bus-master write of `values` at `addr`, all or nothing.
     fn write(&mut self, addr: u16, values: &[u16], max_qty: u16) -> Result<(), ExceptionCode> {
-        let model = &self.model;
-        self.table.check_write(addr, values, max_qty, |a, v| model.value_ok(a, v))?;
+        self.table.check_write(addr, values, max_qty, M::MAP)?;
         let before = self.table.clone();
         self.table.write(addr, values);
         if let Some(word) = M::SAFETY_WORD.filter(|_| self.faults.safety_write_ignored) {

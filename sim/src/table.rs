@@ -2,7 +2,7 @@
 //! that do not depend on the device: quantity limits, address range, and the
 //! read-only sensor block (see `endotower_actors::registers`).
 
-use endotower_actors::registers::{writable, TABLE_LEN};
+use endotower_actors::registers::{spec, RegisterSpec, TABLE_LEN};
 use tokio_modbus::ExceptionCode;
 
 /// Most registers one FC03/FC04/FC23 read may ask for.
@@ -48,24 +48,21 @@ impl RegisterTable {
     }
 
     /// Validate a bus-master write of `values` at `addr` (at most `max_qty`
-    /// words): every address must be in the control or safety block and every
-    /// value must pass the device's `value_ok(addr, value)`.
-    pub(crate) fn check_write(
-        &self,
-        addr: u16,
-        values: &[u16],
-        max_qty: u16,
-        value_ok: impl Fn(u16, u16) -> bool,
-    ) -> Result<(), ExceptionCode> {
+    /// words) against the device's register `map`: every address must be a
+    /// documented writable register (else exception 0x02, illegal data
+    /// address) and every value inside its range (else 0x03, illegal data
+    /// value). Nothing of a rejected write is applied.
+    pub(crate) fn check_write(&self, addr: u16, values: &[u16], max_qty: u16, map: &'static [RegisterSpec]) -> Result<(), ExceptionCode> {
         let qty = u16::try_from(values.len()).map_err(|_| ExceptionCode::IllegalDataValue)?;
         if qty == 0 || qty > max_qty {
             return Err(ExceptionCode::IllegalDataValue);
         }
         in_table(addr, qty)?;
-        if !(addr..addr + qty).all(writable) {
+        let specs: Vec<Option<&RegisterSpec>> = (addr..addr + qty).map(|a| spec(map, a)).collect();
+        if specs.iter().any(|s| s.is_none_or(|s| s.access == endotower_actors::registers::Access::Read)) {
             return Err(ExceptionCode::IllegalDataAddress);
         }
-        if !(addr..).zip(values).all(|(a, &v)| value_ok(a, v)) {
+        if !specs.iter().zip(values).all(|(s, &v)| s.is_some_and(|s| s.accepts(v))) {
             return Err(ExceptionCode::IllegalDataValue);
         }
         Ok(())
@@ -102,15 +99,19 @@ mod tests {
     }
 
     #[test]
-    fn writes_to_sensor_words_are_rejected_whole() {
+    fn writes_to_sensor_or_undocumented_words_and_out_of_range_values_are_rejected_whole() {
+        use endotower_actors::registers::insufflator::MAP;
         let mut t = RegisterTable::default();
-        let any = |_, _| true;
-        assert_eq!(t.check_write(3, &[1], MAX_WRITE, any), Err(ExceptionCode::IllegalDataAddress));
-        assert_eq!(t.check_write(15, &[1, 1], MAX_WRITE, any), Err(ExceptionCode::IllegalDataAddress));
-        assert_eq!(t.check_write(31, &[1, 1], MAX_WRITE, any), Err(ExceptionCode::IllegalDataAddress));
-        assert_eq!(t.check_write(16, &[1, 2000], MAX_WRITE, |_, v| v <= 1000), Err(ExceptionCode::IllegalDataValue));
-        assert_eq!(t.check_write(16, &[1, 2], MAX_WRITE, any), Ok(()));
-        t.write(16, &[1, 2]);
-        assert_eq!((t.get(16), t.get(17)), (1, 2));
+        assert_eq!(t.check_write(3, &[1], MAX_WRITE, MAP), Err(ExceptionCode::IllegalDataAddress));
+        assert_eq!(t.check_write(15, &[1, 1], MAX_WRITE, MAP), Err(ExceptionCode::IllegalDataAddress));
+        assert_eq!(t.check_write(31, &[1, 1], MAX_WRITE, MAP), Err(ExceptionCode::IllegalDataAddress));
+        // 19..=23 are in the control block but document nothing.
+        assert_eq!(t.check_write(18, &[0, 5], MAX_WRITE, MAP), Err(ExceptionCode::IllegalDataAddress));
+        assert_eq!(t.check_write(26, &[1], MAX_WRITE, MAP), Err(ExceptionCode::IllegalDataAddress));
+        assert_eq!(t.check_write(16, &[2000, 1], MAX_WRITE, MAP), Err(ExceptionCode::IllegalDataValue));
+        assert_eq!(t.check_write(24, &[4, 1], MAX_WRITE, MAP), Err(ExceptionCode::IllegalDataValue));
+        assert_eq!(t.check_write(16, &[500, 1], MAX_WRITE, MAP), Ok(()));
+        t.write(16, &[500, 1]);
+        assert_eq!((t.get(16), t.get(17)), (500, 1));
     }
 }

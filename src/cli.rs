@@ -300,6 +300,12 @@ async fn run(
     if let Some(a) = exam.2 {
         e.age = a;
     }
+    if cfg.safety.realtime_priority {
+        match crate::memory_policy::lock_all() {
+            Ok(()) => tracing::info!("memory locked (mlockall): no page faults in the real-time threads"),
+            Err(e) => tracing::warn!("cannot lock memory ({e}): real-time threads may wait on page faults"),
+        }
+    }
     let window_wanted = cfg.video.enabled && cfg.video.display.output == OutputKind::Window;
     let (w, h) = cfg.video.source.nominal_size().unwrap_or((1280, 720));
     let title = format!("endotower {}", cfg.tower.id);
@@ -389,19 +395,27 @@ fn bench_cmd(name: &str, quick: bool, json: bool, config: PathBuf) -> Result<()>
     Ok(())
 }
 
-/// `endotower broker`: the embedded broker alone (the tests' "embedded" broker).
+/// `endotower broker`: the embedded broker (mosquitto, as the tower runs
+/// it, with its ACLs when a password file is configured) alone.
 async fn broker(bind: Option<String>, config: PathBuf) -> Result<()> {
     use endotower_actors::telemetry::config::BrokerConfig;
-    let (bind, max_connections) = match bind {
-        Some(b) => (b, 64),
-        None => match load(&config)?.telemetry.broker {
-            BrokerConfig::Embedded { bind, max_connections, .. } => (bind, max_connections),
-            BrokerConfig::External { .. } => bail!("{}: telemetry.broker is external; give --bind", config.display()),
-        },
+    // With --bind and no config file here: anonymous, files in ./broker.
+    let (b, tower, dir) = match (bind, config.is_file()) {
+        (Some(bind), false) => (BrokerConfig::embedded(&bind), "tower".to_string(), PathBuf::from("broker")),
+        (bind, _) => {
+            let cfg = load(&config)?;
+            let mut b = cfg.telemetry.broker.clone();
+            if let Some(bind) = bind {
+                b.bind = bind;
+            }
+            let dir = cfg.telemetry.journal.dir.join(&cfg.tower.id).join("broker");
+            (b, cfg.tower.id, dir)
+        }
     };
-    let b = crate::embedded_broker::EmbeddedBroker::start(&bind, max_connections)?;
-    println!("mqtt broker listening on {}", b.addr);
+    let broker = crate::embedded_broker::EmbeddedBroker::start(&b, &tower, &dir)?;
+    println!("mqtt broker (mosquitto) listening on {}", broker.addr);
     wait_stop(None).await;
+    broker.stop();
     Ok(())
 }
 

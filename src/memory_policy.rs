@@ -47,6 +47,21 @@ pub fn apply() -> MemoryPolicy {
     MemoryPolicy::AllocatorDefault
 }
 
+/// Lock every page of the process in memory, now and from now on
+/// (`mlockall(MCL_CURRENT | MCL_FUTURE)`), so the real-time threads (the
+/// safety island, its watchdog, the embedded simulators) never take a page
+/// fault, which would wait on the address-space lock that other threads
+/// take for every frame-sized mapping. Needs CAP_IPC_LOCK or a large
+/// enough RLIMIT_MEMLOCK; the error says which.
+pub fn lock_all() -> std::io::Result<()> {
+    // SAFETY: mlockall has no memory-safety preconditions.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Resident memory of this process, MiB (0 when /proc is unavailable).
 pub fn rss_mib() -> f64 {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return 0.0 };

@@ -8,9 +8,8 @@ use crate::embedded_broker::EmbeddedBroker;
 use crate::tower_config::TowerConfig;
 use endotower_actors::events::{EventBus, Severity};
 use endotower_actors::telemetry::actor::{Endpoint, TelemetryStats};
-use endotower_actors::telemetry::config::BrokerConfig;
+use endotower_actors::telemetry::config::BrokerKind;
 use endotower_actors::telemetry::journal::{Journal, JournalSink};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +19,23 @@ pub struct TelemetryContext {
     pub journal: Journal,
     pub endpoint: Endpoint,
     pub stats: Arc<TelemetryStats>,
-    /// The embedded broker's address and probe interval, when embedded.
-    pub embedded: Option<(SocketAddr, Duration)>,
+    /// The embedded broker and its probe interval, when embedded.
+    pub embedded: Option<(EmbeddedBroker, Duration)>,
+}
+
+fn read_file(events: &EventBus, what: &str, f: &std::path::Path) -> Option<Vec<u8>> {
+    match std::fs::read(f) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            events.raise(
+                "telemetry",
+                "TELEMETRY_UNAVAILABLE",
+                Severity::Medium,
+                format!("telemetry off: cannot read {what} {}: {e}", f.display()),
+            );
+            None
+        }
+    }
 }
 
 /// Open the journal, start the embedded broker if configured; `None` (with
@@ -32,7 +46,7 @@ pub fn setup(cfg: &TowerConfig, events: &EventBus) -> Option<TelemetryContext> {
         return None;
     }
     let dir = t.journal.dir.join(&cfg.tower.id);
-    let journal = match Journal::open(t.journal.clone(), dir, events.clone()) {
+    let journal = match Journal::open(t.journal.clone(), dir.clone(), events.clone()) {
         Ok(j) => j,
         Err(e) => {
             events.raise("telemetry", "TELEMETRY_UNAVAILABLE", Severity::Medium, format!("telemetry off: cannot open the journal: {e}"));
@@ -40,54 +54,54 @@ pub fn setup(cfg: &TowerConfig, events: &EventBus) -> Option<TelemetryContext> {
         }
     };
     events.add_sink(Arc::new(JournalSink(journal.clone())));
-    let (endpoint, embedded) = match &t.broker {
-        BrokerConfig::Embedded { bind, max_connections, probe_interval_s } => {
-            let addr = match EmbeddedBroker::start(bind, *max_connections) {
-                Ok(b) => b.addr,
+    let b = &t.broker;
+    let (endpoint, embedded) = match b.kind {
+        BrokerKind::Embedded => {
+            let broker = match EmbeddedBroker::start(b, &cfg.tower.id, &dir.join("broker")) {
+                Ok(broker) => broker,
                 Err(e) => {
-                    // The client keeps trying the configured address.
-                    events.raise("telemetry", "EMBEDDED_BROKER_DOWN", Severity::Medium, format!("{e}"));
-                    match bind.parse::<SocketAddr>() {
-                        Ok(a) => a,
-                        Err(_) => return None,
-                    }
+                    events.raise("telemetry", "TELEMETRY_UNAVAILABLE", Severity::Medium, format!("telemetry off: {e}"));
+                    journal.close();
+                    events.clear_sinks();
+                    return None;
+                }
+            };
+            let user = broker.tower_user.clone();
+            let ep = Endpoint {
+                host: broker.addr.ip().to_string(),
+                port: broker.addr.port(),
+                client_id: user.as_ref().map_or_else(|| t.client_id.clone(), |u| u.username.clone()),
+                username: user.as_ref().map(|u| u.username.clone()),
+                password: user.map(|u| u.password),
+                // The loopback listener: TLS only when the broker has a certificate
+                // (then the tower trusts that certificate).
+                ca: match &b.cert_file {
+                    Some(c) => Some(read_file(events, "telemetry.broker.cert_file", c)?),
+                    None => None,
+                },
+                client_identity: None,
+            };
+            (ep, Some((broker, Duration::from_secs(b.probe_interval_s))))
+        }
+        BrokerKind::External => {
+            let ca = match &b.ca_file {
+                None => None,
+                Some(f) => Some(read_file(events, "telemetry.broker.ca_file", f)?),
+            };
+            let client_identity = match &b.client_pkcs12 {
+                None => None,
+                Some(f) => {
+                    Some((read_file(events, "telemetry.broker.client_pkcs12", f)?, b.client_pkcs12_password.clone().unwrap_or_default()))
                 }
             };
             let ep = Endpoint {
-                host: addr.ip().to_string(),
-                port: addr.port(),
+                host: b.host.clone().unwrap_or_default(),
+                port: b.port.unwrap_or(1883),
                 client_id: t.client_id.clone(),
-                unique_client_id: true,
-                username: None,
-                password: None,
-                ca: None,
-            };
-            (ep, Some((addr, Duration::from_secs(*probe_interval_s))))
-        }
-        BrokerConfig::External { host, port, username, password, ca_file } => {
-            let ca = match ca_file {
-                None => None,
-                Some(f) => match std::fs::read(f) {
-                    Ok(b) => Some(b),
-                    Err(e) => {
-                        events.raise(
-                            "telemetry",
-                            "TELEMETRY_UNAVAILABLE",
-                            Severity::Medium,
-                            format!("telemetry off: cannot read telemetry.broker.ca_file {}: {e}", f.display()),
-                        );
-                        return None;
-                    }
-                },
-            };
-            let ep = Endpoint {
-                host: host.clone(),
-                port: *port,
-                client_id: t.client_id.clone(),
-                unique_client_id: false,
-                username: username.clone(),
-                password: password.clone(),
+                username: b.username.clone(),
+                password: b.password.clone(),
                 ca,
+                client_identity,
             };
             (ep, None)
         }

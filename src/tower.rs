@@ -293,6 +293,10 @@ impl Tower {
         if let Some(t) = &self.telemetry {
             self.events.clear_sinks();
             t.journal.close();
+            // After the telemetry actor's clean stop (its death and DISCONNECT went through it).
+            if let Some((b, _)) = &t.embedded {
+                b.stop();
+            }
         }
         self.safety.shutdown();
         if let Some(sim) = self.sim {

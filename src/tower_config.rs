@@ -171,6 +171,39 @@ pub struct TowerConfig {
     pub telemetry: TelemetryConfig,
 }
 
+/// Config keys whose environment value is a comma-separated list, and
+/// whether its elements are numbers. Every other key takes one value (a
+/// number, a bool or a string); tables are reached key by key.
+pub const ENV_LIST_KEYS: &[(&str, bool)] = &[
+    ("telemetry.remote.allowed_clients", false),
+    ("video.inference.high_risk_classes", false),
+    ("video.inference.detector.classes", false),
+    ("video.enhance.sites", false),
+    ("safety.pressure_span_mmhg", true),
+    ("safety.temperature_span_c", true),
+    ("video.inference.detector.mean", true),
+    ("video.inference.detector.std", true),
+];
+
+/// The environment gives list elements as strings: numbers where the key
+/// wants numbers (an element that is not one stays a string, and the field
+/// then names itself in the error).
+fn numbers_in_env_lists(v: &mut serde_json::Value) {
+    for (key, numeric) in ENV_LIST_KEYS {
+        if !numeric {
+            continue;
+        }
+        let pointer = format!("/{}", key.replace('.', "/"));
+        if let Some(serde_json::Value::Array(items)) = v.pointer_mut(&pointer) {
+            for item in items.iter_mut() {
+                if let Some(n) = item.as_str().and_then(|s| s.trim().parse::<f64>().ok()).and_then(serde_json::Number::from_f64) {
+                    *item = serde_json::Value::Number(n);
+                }
+            }
+        }
+    }
+}
+
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigLoadError {
@@ -198,19 +231,28 @@ impl TowerConfig {
         }
     }
 
-    /// Load a file plus `ENDOTOWER__…` environment overrides.
+    /// Load a file plus `ENDOTOWER__…` environment overrides. Lists are
+    /// comma-separated (`ENDOTOWER__TELEMETRY__REMOTE__ALLOWED_CLIENTS=hmi-1,hmi-2`,
+    /// `ENDOTOWER__SAFETY__PRESSURE_SPAN_MMHG=-10,80`); see [`ENV_LIST_KEYS`].
     pub fn load(file: &Path) -> Result<Self, ConfigLoadError> {
         let shown = file.display().to_string();
         if !file.is_file() {
             return Err(ConfigLoadError::Read { file: shown, message: "no such file".into() });
         }
+        let mut env =
+            config::Environment::with_prefix("ENDOTOWER").prefix_separator("__").separator("__").try_parsing(true).list_separator(",");
+        for (key, _) in ENV_LIST_KEYS {
+            env = env.with_list_parse_key(key);
+        }
         let raw = config::Config::builder()
             .add_source(config::File::from(file).format(config::FileFormat::Toml))
-            .add_source(config::Environment::with_prefix("ENDOTOWER").prefix_separator("__").separator("__").try_parsing(true))
+            .add_source(env)
             .build()
             .map_err(|e| ConfigLoadError::Read { file: shown.clone(), message: e.to_string() })?;
         // Through serde_json so every error carries the exact field path.
-        let value: serde_json::Value = raw.try_deserialize().map_err(|e| ConfigLoadError::Read { file: shown, message: e.to_string() })?;
+        let mut value: serde_json::Value =
+            raw.try_deserialize().map_err(|e| ConfigLoadError::Read { file: shown, message: e.to_string() })?;
+        numbers_in_env_lists(&mut value);
         Self::from_value(value)
     }
 
@@ -363,7 +405,7 @@ mod tests {
     fn shipped_config_runs_telemetry_on_the_embedded_broker_with_remote_control_off() {
         let c = TowerConfig::from_toml(&default_text()).unwrap();
         assert!(c.telemetry.enabled);
-        assert!(matches!(c.telemetry.broker, endotower_actors::telemetry::config::BrokerConfig::Embedded { .. }));
+        assert_eq!(c.telemetry.broker.kind, endotower_actors::telemetry::config::BrokerKind::Embedded);
         assert!(!c.telemetry.remote.enabled);
     }
 

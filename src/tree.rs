@@ -384,9 +384,9 @@ fn telemetry_children(ctx: &Arc<TreeContext>, spec: &mut SupervisorSpec) {
         };
         (TelemetryActor, args)
     }));
-    if let Some((addr, interval)) = t.embedded {
+    if let Some((broker, interval)) = t.embedded.clone() {
         spec.children.push(child(ctx, "broker", &p.broker, move |c, liveness| {
-            let args = crate::embedded_broker::BrokerHealthArgs { addr, interval, events: c.events.clone(), liveness };
+            let args = crate::embedded_broker::BrokerHealthArgs { broker: broker.clone(), interval, events: c.events.clone(), liveness };
             (crate::embedded_broker::BrokerHealth, args)
         }));
     }

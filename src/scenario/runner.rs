@@ -140,11 +140,7 @@ pub fn tower_config(s: &Scenario, seed: u64, time_scale: f64, out: &Path) -> Res
     t.client_id = format!("tower-{}", cfg.tower.id);
     t.journal.dir = journal_fs::current().unwrap_or_else(|| out.join("journal"));
     if s.broker == BrokerKind::Embedded {
-        let probe_interval_s = match &t.broker {
-            BrokerConfig::Embedded { probe_interval_s, .. } => *probe_interval_s,
-            BrokerConfig::External { .. } => 5,
-        };
-        t.broker = BrokerConfig::Embedded { bind: "127.0.0.1:0".into(), max_connections: 64, probe_interval_s };
+        t.broker = BrokerConfig { bind: "127.0.0.1:0".into(), ..BrokerConfig::embedded("127.0.0.1:0") };
     }
     cfg.validate().map_err(|e| RunError::Config { file, message: e.to_string() })?;
     Ok(cfg)
@@ -312,8 +308,7 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
     let mut broker = None;
     if s.broker == BrokerKind::Mosquitto {
         let m = Mosquitto::start(&opts.out)?;
-        cfg.telemetry.broker =
-            BrokerConfig::External { host: "127.0.0.1".into(), port: m.port(), username: None, password: None, ca_file: None };
+        cfg.telemetry.broker = BrokerConfig::external("127.0.0.1", m.port());
         // The observer retries every 50 ms: it is back before the tower replays.
         cfg.telemetry.backoff_initial_ms = 1000;
         cfg.telemetry.backoff_max_ms = 1000;
@@ -341,9 +336,10 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
         tracing::error!("TEST BUILD: safety island interlocks disabled");
         tower.safety().hooks().interlocks_disabled.store(true, Ordering::Release);
     }
-    let observer = match (s.broker, &broker, tower.telemetry().and_then(|t| t.embedded)) {
+    let embedded = tower.telemetry().and_then(|t| t.embedded.as_ref().map(|(b, _)| b.addr));
+    let observer = match (s.broker, &broker, embedded) {
         (BrokerKind::Mosquitto, Some(m), _) => Some(Observer::start(m.addr(), &format!("endotower/v1/{}", cfg.tower.id))),
-        (BrokerKind::Embedded, _, Some((addr, _))) => Some(Observer::start(addr, &format!("endotower/v1/{}", cfg.tower.id))),
+        (BrokerKind::Embedded, _, Some(addr)) => Some(Observer::start(addr, &format!("endotower/v1/{}", cfg.tower.id))),
         _ => None,
     };
     let mut live = Live { load: Vec::new(), tower, camera, broker, observer, model_path, model_copy, fs_dir: journal_fs::current() };

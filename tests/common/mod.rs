@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod mqtt;
+
 use endotower::tower_config::TowerConfig;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};

@@ -20,7 +20,7 @@ use crate::events::{Event, EventBus, EventSink, Severity};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -73,6 +73,8 @@ pub struct JournalStats {
     pub evicted_unacked: u64,
     pub unacked: usize,
     pub acked: u64,
+    /// Unreadable records skipped when the journal was opened.
+    pub bad_records: u64,
 }
 
 struct Segment {
@@ -94,6 +96,8 @@ struct State {
     acked_dirty: bool,
     stop: bool,
     stats: JournalStats,
+    /// When the writer started the write (and fsync) in progress.
+    writing_since: Option<std::time::Instant>,
 }
 
 struct Shared {
@@ -147,22 +151,49 @@ impl Journal {
         let mut segments = Vec::new();
         let mut ready = VecDeque::new();
         let mut max_n = acked;
-        for (index, path) in list_segments(&dir)? {
-            let f = File::open(&path).map_err(io_err(&path))?;
-            let bytes = f.metadata().map_err(io_err(&path))?.len();
+        let mut bad_records = 0u64;
+        let listed = list_segments(&dir)?;
+        let last_index = listed.last().map(|(i, _)| *i);
+        for (index, path) in listed {
+            let bytes_read = std::fs::read(&path).map_err(io_err(&path))?;
             let mut last_n = 0;
-            for line in BufReader::new(f).lines() {
-                let Ok(line) = line else { break };
-                // A torn last line (crash or full disk mid-write) is skipped.
-                let Ok(r) = serde_json::from_str::<Record>(&line) else {
-                    tracing::warn!(segment = %path.display(), "journal: skipping an unreadable line");
-                    continue;
-                };
-                last_n = last_n.max(r.n);
-                max_n = max_n.max(r.n);
-                if r.n > acked {
-                    ready.push_back(r);
+            // The end of the last record that parsed: a torn tail of the
+            // newest segment (a crash mid-write) is cut back to it, so the
+            // next record starts on a line of its own.
+            let mut good_end = 0usize;
+            let mut at = 0usize;
+            while at < bytes_read.len() {
+                let end = bytes_read[at..].iter().position(|b| *b == b'\n').map(|i| at + i);
+                let line = &bytes_read[at..end.unwrap_or(bytes_read.len())];
+                let next = end.map_or(bytes_read.len(), |e| e + 1);
+                // A line is whole only with its newline; bad bytes or JSON
+                // (a torn multi-byte character, a half record) are skipped
+                // and counted, and reading goes on with the next line.
+                match (end, std::str::from_utf8(line).ok().and_then(|l| serde_json::from_str::<Record>(l).ok())) {
+                    (Some(_), Some(r)) => {
+                        last_n = last_n.max(r.n);
+                        max_n = max_n.max(r.n);
+                        if r.n > acked {
+                            ready.push_back(r);
+                        }
+                        good_end = next;
+                    }
+                    _ if line.iter().all(|b| b.is_ascii_whitespace()) => good_end = next,
+                    _ => {
+                        bad_records += 1;
+                        tracing::warn!(segment = %path.display(), offset = at, "journal: skipping an unreadable record");
+                    }
                 }
+                at = next;
+            }
+            let mut bytes = bytes_read.len() as u64;
+            if Some(index) == last_index && good_end < bytes_read.len() {
+                // Only the newest segment can have a torn tail; cut it back.
+                let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                f.set_len(good_end as u64).map_err(io_err(&path))?;
+                f.sync_all().map_err(io_err(&path))?;
+                tracing::warn!(segment = %path.display(), cut = bytes_read.len() - good_end, "journal: torn tail cut back to the last whole record");
+                bytes = good_end as u64;
             }
             segments.push(Segment { index, path, bytes, last_n });
         }
@@ -179,7 +210,8 @@ impl Journal {
             acked,
             acked_dirty: false,
             stop: false,
-            stats: JournalStats { acked, ..Default::default() },
+            stats: JournalStats { acked, bad_records, ..Default::default() },
+            writing_since: None,
         };
         let shared =
             Arc::new(Shared { cfg, dir, state: Mutex::new(state), wake: Condvar::new(), ready: tokio::sync::Notify::new(), events });
@@ -197,12 +229,18 @@ impl Journal {
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queue a record; returns its id. Never blocks on the disk.
+    /// Queue a record; returns its id. Never blocks on the disk. While the
+    /// writer is stuck (a slow fsync), at most `memory_records` wait: the
+    /// oldest waiting record goes first, counted in `dropped`.
     pub fn append(&self, stream: Stream, body: serde_json::Value) -> String {
         let mut s = self.lock();
         let n = s.next_n;
         s.next_n += 1;
         let id = format!("{}-{n}", s.boot);
+        if s.pending.len() + s.ready.len() >= self.shared.cfg.memory_records && !s.pending.is_empty() {
+            s.pending.pop_front();
+            s.stats.dropped += 1;
+        }
         s.pending.push_back(Record { n, id: id.clone(), at_ms: now_ms(), stream, body });
         s.stats.appended += 1;
         drop(s);
@@ -257,6 +295,12 @@ impl Journal {
     pub fn stats(&self) -> JournalStats {
         let s = self.lock();
         JournalStats { unacked: s.ready.len() + s.pending.len(), ..s.stats.clone() }
+    }
+
+    /// How long the write in progress has been going on (a slow disk or
+    /// fsync); `None` when the writer is idle.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        self.lock().writing_since.map(|t| t.elapsed())
     }
 
     pub fn dir(&self) -> &Path {
@@ -314,7 +358,11 @@ impl Writer {
                 }
                 let acked = s.acked_dirty.then_some(s.acked);
                 s.acked_dirty = false;
-                (std::mem::take(&mut s.pending), acked)
+                let batch = std::mem::take(&mut s.pending);
+                if !batch.is_empty() {
+                    s.writing_since = Some(std::time::Instant::now());
+                }
+                (batch, acked)
             };
             if !batch.is_empty() {
                 let result = self.write_batch(&batch);
@@ -324,6 +372,7 @@ impl Writer {
                 };
                 let (dropped, len) = {
                     let mut s = self.lock();
+                    s.writing_since = None;
                     match &result {
                         Ok(()) => s.stats.written += batch.len() as u64,
                         Err(_) => s.stats.write_failures += 1,

@@ -142,6 +142,9 @@ pub enum Status {
     /// A setpoint request: confirm `token` within `expires_in_ms` to apply `apply`.
     ConfirmRequired,
     Rejected,
+    /// Commands from this client were dropped unread: over the rate limit
+    /// (`reason` says how many). At most one such answer a second per client.
+    RateLimited,
 }
 
 /// `resp/<client-id>` (QoS 1): the reply to every command.
@@ -201,6 +204,8 @@ pub struct Health {
     pub journal_unacked: usize,
     /// Journal records lost from memory (only past `memory_records`).
     pub journal_dropped: u64,
+    /// Remote commands dropped unread for their client's rate, since start.
+    pub commands_rate_limited: u64,
 }
 
 /// `telemetry` (QoS 0): samples taken at `sample_hz`, batched every `batch_ms`.

@@ -32,6 +32,8 @@ pub struct Handled {
     pub request_id: Option<String>,
     /// The command as received, for the journal.
     pub raw: serde_json::Value,
+    /// It parsed as a command (else the journal keeps only its digest).
+    pub parsed: bool,
     pub decision: Decision,
 }
 
@@ -99,8 +101,9 @@ impl Remote {
     pub fn handle(&mut self, client: &str, payload: &[u8], now: Instant) -> Handled {
         self.pending.retain(|_, p| p.expires > now);
         let (request_id, raw, parsed) = parse(payload);
+        let ok = parsed.is_ok();
         let decision = self.decide(client, parsed, now);
-        Handled { request_id, raw, decision }
+        Handled { request_id, raw, parsed: ok, decision }
     }
 
     fn decide(&mut self, client: &str, parsed: Result<RemoteCommand, String>, now: Instant) -> Decision {

@@ -1,0 +1,87 @@
+//! The birth/death sequence number (Sparkplug B `bdSeq`), persisted beside
+//! the journal so it keeps growing across restarts of the process.
+//!
+//! One number per MQTT session: the will registered with a CONNECT and the
+//! birth published after its ConnAck carry the same number; the next session
+//! gets the next one. A connection attempt that never got a ConnAck opened no
+//! session, and the next attempt reuses its number. A subscriber that sees a
+//! death whose `bd_seq` equals the last birth's knows the tower is gone; a
+//! retained death from an earlier process carries a smaller number than the
+//! birth of the running one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const FILE: &str = "bd_seq";
+
+/// The number of the current (or next) session.
+#[derive(Debug)]
+pub struct BdSeq {
+    path: PathBuf,
+    /// Number for the next CONNECT.
+    next: u64,
+    /// The number last used by a session that reached ConnAck (persisted).
+    last_session: u64,
+}
+
+impl BdSeq {
+    /// Load from `dir` (0 if absent or unreadable: the first session is 1).
+    pub fn load(dir: &Path) -> BdSeq {
+        let path = dir.join(FILE);
+        let last_session = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        BdSeq { path, next: last_session + 1, last_session }
+    }
+
+    /// The number for the next CONNECT (its will) and, if it gets a ConnAck, its birth.
+    pub fn for_connect(&self) -> u64 {
+        self.next
+    }
+
+    /// The CONNECT with [`BdSeq::for_connect`] got its ConnAck: that session
+    /// exists. Persist it (write a temporary file, fsync, rename) and move on
+    /// to the next number for the next session.
+    pub fn session_started(&mut self) -> std::io::Result<u64> {
+        let n = self.next;
+        self.last_session = n;
+        self.next = n + 1;
+        let tmp = self.path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "{n}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(n)
+    }
+
+    /// The number of the session in progress (or the last one).
+    pub fn current(&self) -> u64 {
+        self.last_session
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_number_grows_per_session_across_restarts_and_a_failed_attempt_reuses_it() {
+        let dir = std::env::temp_dir().join(format!("endotower-bdseq-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = BdSeq::load(&dir);
+        assert_eq!(b.for_connect(), 1);
+        // Two failed attempts: still 1.
+        assert_eq!(b.for_connect(), 1);
+        assert_eq!(b.session_started().unwrap(), 1);
+        assert_eq!(b.for_connect(), 2);
+        assert_eq!(b.session_started().unwrap(), 2);
+        // A new process continues after the last session.
+        let b2 = BdSeq::load(&dir);
+        assert_eq!((b2.current(), b2.for_connect()), (2, 3));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

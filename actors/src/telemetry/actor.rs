@@ -327,14 +327,8 @@ impl Core {
         self.set_link_stat(MqttLinkState::Connected);
         s.connected = true;
         s.last_ack = Instant::now();
-        // The session exists: its number is spent (and kept across restarts).
-        let bd_seq = match self.bd.session_started() {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!("cannot persist bd_seq in {}: {e}", self.journal.dir().display());
-                self.bd.current()
-            }
-        };
+        // The session exists: its number is spent.
+        let bd_seq = self.bd.session_started();
         self.stats.bd_seq.store(bd_seq, Ordering::Relaxed);
         // Subscriptions do not survive a clean session: every ConnAck.
         if let Err(e) = s.client.try_subscribe(self.topics.cmd_filter(), QoS::AtLeastOnce) {
@@ -443,7 +437,14 @@ async fn run(a: TelemetryArgs, mut stop: watch::Receiver<bool>) {
             return;
         }
         attempt += 1;
-        let bd_seq = core.bd.for_connect();
+        let bd_seq = match core.bd.for_connect() {
+            Ok(n) => n,
+            Err(e) => {
+                // Still connect: a number that may repeat after a restart beats no telemetry.
+                tracing::warn!("cannot persist bd_seq in {}: {e}", core.journal.dir().display());
+                core.bd.current() + 1
+            }
+        };
         let will = LastWill::new(core.topics.death(), core.death(bd_seq, "connection_lost"), QoS::AtLeastOnce, true);
         core.link.connecting(if attempt == 1 { "starting" } else { "reconnecting after backoff" });
         core.set_link_stat(MqttLinkState::Connecting);

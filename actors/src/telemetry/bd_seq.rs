@@ -4,10 +4,14 @@
 //! One number per MQTT session: the will registered with a CONNECT and the
 //! birth published after its ConnAck carry the same number; the next session
 //! gets the next one. A connection attempt that never got a ConnAck opened no
-//! session, and the next attempt reuses its number. A subscriber that sees a
-//! death whose `bd_seq` equals the last birth's knows the tower is gone; a
-//! retained death from an earlier process carries a smaller number than the
-//! birth of the running one.
+//! session, and the next attempt of the same process reuses its number. The
+//! file holds the highest number ever put in a CONNECT, written before the
+//! CONNECT goes out: a process that dies after the broker registered its
+//! will (even before the tower saw the ConnAck) can never hand the same
+//! number to the next process's birth. A subscriber that sees a death whose
+//! `bd_seq` equals the last birth's knows the tower is gone; a retained death
+//! from an earlier process carries a smaller number than the birth of the
+//! running one.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,7 +24,9 @@ pub struct BdSeq {
     path: PathBuf,
     /// Number for the next CONNECT.
     next: u64,
-    /// The number last used by a session that reached ConnAck (persisted).
+    /// The highest number written to the file.
+    reserved: u64,
+    /// The number of the last session that reached ConnAck.
     last_session: u64,
 }
 
@@ -28,22 +34,31 @@ impl BdSeq {
     /// Load from `dir` (0 if absent or unreadable: the first session is 1).
     pub fn load(dir: &Path) -> BdSeq {
         let path = dir.join(FILE);
-        let last_session = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-        BdSeq { path, next: last_session + 1, last_session }
+        let last = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        BdSeq { path, next: last + 1, reserved: last, last_session: last }
     }
 
-    /// The number for the next CONNECT (its will) and, if it gets a ConnAck, its birth.
-    pub fn for_connect(&self) -> u64 {
-        self.next
+    /// The number for the next CONNECT (its will) and, if it gets a ConnAck,
+    /// its birth; kept on disk before it is used, the first time.
+    pub fn for_connect(&mut self) -> std::io::Result<u64> {
+        if self.reserved < self.next {
+            self.persist(self.next)?;
+            self.reserved = self.next;
+        }
+        Ok(self.next)
     }
 
     /// The CONNECT with [`BdSeq::for_connect`] got its ConnAck: that session
-    /// exists. Persist it (write a temporary file, fsync, rename) and move on
-    /// to the next number for the next session.
-    pub fn session_started(&mut self) -> std::io::Result<u64> {
+    /// exists, and the next one gets the next number.
+    pub fn session_started(&mut self) -> u64 {
         let n = self.next;
         self.last_session = n;
         self.next = n + 1;
+        n
+    }
+
+    /// Write `n` (a temporary file, fsync, rename, fsync the directory).
+    fn persist(&self, n: u64) -> std::io::Result<()> {
         let tmp = self.path.with_extension("tmp");
         let mut f = std::fs::File::create(&tmp)?;
         writeln!(f, "{n}")?;
@@ -54,7 +69,7 @@ impl BdSeq {
                 let _ = d.sync_all();
             }
         }
-        Ok(n)
+        Ok(())
     }
 
     /// The number of the session in progress (or the last one).
@@ -73,15 +88,20 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut b = BdSeq::load(&dir);
-        assert_eq!(b.for_connect(), 1);
-        // Two failed attempts: still 1.
-        assert_eq!(b.for_connect(), 1);
-        assert_eq!(b.session_started().unwrap(), 1);
-        assert_eq!(b.for_connect(), 2);
-        assert_eq!(b.session_started().unwrap(), 2);
+        assert_eq!(b.for_connect().unwrap(), 1);
+        // A failed attempt: still 1.
+        assert_eq!(b.for_connect().unwrap(), 1);
+        assert_eq!(b.session_started(), 1);
+        assert_eq!(b.for_connect().unwrap(), 2);
+        assert_eq!(b.session_started(), 2);
         // A new process continues after the last session.
-        let b2 = BdSeq::load(&dir);
-        assert_eq!((b2.current(), b2.for_connect()), (2, 3));
+        let mut b2 = BdSeq::load(&dir);
+        assert_eq!((b2.current(), b2.for_connect().unwrap()), (2, 3));
+        // It dies after its CONNECT went out (no ConnAck seen): the broker
+        // may hold a will with 3, so the next process never uses 3 again.
+        drop(b2);
+        let mut b3 = BdSeq::load(&dir);
+        assert_eq!(b3.for_connect().unwrap(), 4);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,9 +3,14 @@
 //!
 //! - Append-only JSON lines (`seg-NNNNNNNNNN.jsonl`), one record a line, each
 //!   with a unique id `<boot>-<n>`; `n` grows across restarts.
-//! - A writer thread appends and fsyncs in batches (group commit): whoever
-//!   publishes an event only queues it, so no actor (and not the safety
-//!   island's alarm forwarder) ever waits on the disk.
+//! - `append` writes the record into the current segment itself (one
+//!   `write(2)` into the page cache, microseconds), so a record whose
+//!   `append` returned survives a SIGKILL of the process; a writer thread
+//!   fsyncs in batches (group commit) and only then are records published.
+//!   No caller waits for an fsync: while the writer is stuck in one longer
+//!   than [`DIRECT_WRITE_STALL`], or a write failed, or a new segment is
+//!   due, records queue in memory (bounded) and the writer writes them in
+//!   order when it can.
 //! - A size cap with rotation: past `segment_bytes` a new segment starts;
 //!   past `max_bytes` the oldest segment is removed.
 //! - `acked` holds the position up to which every record was acknowledged by
@@ -87,9 +92,23 @@ struct Segment {
 struct State {
     boot: String,
     next_n: u64,
+    /// Not yet on disk (the writer writes them, in order): appended while
+    /// the disk was slow or failing, or a new segment was due.
     pending: VecDeque<Record>,
-    /// Written (or kept in memory after a failed write), awaiting PubAck.
+    /// Written by `append`, awaiting the writer's fsync.
+    unsynced: VecDeque<Record>,
+    /// Written and fsync'd (or kept in memory after a failed write),
+    /// awaiting PubAck.
     ready: VecDeque<Record>,
+    /// The segment `append` writes into (opened by the writer), its size
+    /// and its last record.
+    file: Option<Arc<File>>,
+    file_bytes: u64,
+    file_last_n: u64,
+    /// The writer is writing `pending`: appends queue behind it.
+    draining: bool,
+    /// The last write failed: appends queue until the writer succeeds.
+    failing: bool,
     /// Acknowledged out of order, ahead of the contiguous position.
     acked_ahead: BTreeSet<u64>,
     acked: u64,
@@ -205,7 +224,13 @@ impl Journal {
             boot,
             next_n: max_n + 1,
             pending: VecDeque::new(),
+            unsynced: VecDeque::new(),
             ready,
+            file: None,
+            file_bytes: 0,
+            file_last_n: 0,
+            draining: false,
+            failing: false,
             acked_ahead: BTreeSet::new(),
             acked,
             acked_dirty: false,
@@ -219,7 +244,7 @@ impl Journal {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("journal".into())
-                .spawn(move || Writer { shared, segments, file: None }.run())
+                .spawn(move || Writer { shared, segments }.run())
                 .map_err(io_err(Path::new("journal thread")))?
         };
         Ok(Journal { shared, writer: Arc::new(Mutex::new(Some(writer))) })
@@ -229,23 +254,57 @@ impl Journal {
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queue a record; returns its id. Never blocks on the disk. While the
-    /// writer is stuck (a slow fsync), at most `memory_records` wait: the
-    /// oldest waiting record goes first, counted in `dropped`.
+    /// Journal a record; returns its id. The record is in the page cache
+    /// when this returns (it survives the process being killed) unless the
+    /// disk is slow or failing; never waits for an fsync. While records
+    /// queue in memory, at most `memory_records` are kept: the oldest
+    /// queued record goes first, counted in `dropped`.
     pub fn append(&self, stream: Stream, body: serde_json::Value) -> String {
         let mut s = self.lock();
         let n = s.next_n;
         s.next_n += 1;
         let id = format!("{}-{n}", s.boot);
-        if s.pending.len() + s.ready.len() >= self.shared.cfg.memory_records && !s.pending.is_empty() {
-            s.pending.pop_front();
-            s.stats.dropped += 1;
-        }
-        s.pending.push_back(Record { n, id: id.clone(), at_ms: now_ms(), stream, body });
+        let record = Record { n, id: id.clone(), at_ms: now_ms(), stream, body };
         s.stats.appended += 1;
+        if self.write_now(&mut s, &record) {
+            s.unsynced.push_back(record);
+        } else {
+            if s.pending.len() + s.unsynced.len() + s.ready.len() >= self.shared.cfg.memory_records && !s.pending.is_empty() {
+                s.pending.pop_front();
+                s.stats.dropped += 1;
+            }
+            s.pending.push_back(record);
+        }
         drop(s);
         self.shared.wake.notify_one();
         id
+    }
+
+    /// Write `r` into the current segment now, if nothing waits before it
+    /// and the disk keeps up. Under the state lock, so the file holds the
+    /// records in order.
+    fn write_now(&self, s: &mut State, r: &Record) -> bool {
+        let stalled = s.writing_since.is_some_and(|t| t.elapsed() > DIRECT_WRITE_STALL);
+        if !s.pending.is_empty() || s.draining || s.failing || stalled || s.file_bytes >= self.shared.cfg.segment_bytes {
+            return false;
+        }
+        let Some(f) = s.file.clone() else { return false };
+        let Ok(mut line) = serde_json::to_vec(r) else { return false };
+        line.push(b'\n');
+        match (&*f).write_all(&line) {
+            Ok(()) => {
+                s.file_bytes += line.len() as u64;
+                s.file_last_n = r.n;
+                s.stats.written += 1;
+                true
+            }
+            Err(_) => {
+                // No torn line: cut back; the writer retries and alarms.
+                let _ = f.set_len(s.file_bytes);
+                s.failing = true;
+                false
+            }
+        }
     }
 
     /// Up to `max` records after position `after`, in order, that are
@@ -294,7 +353,7 @@ impl Journal {
 
     pub fn stats(&self) -> JournalStats {
         let s = self.lock();
-        JournalStats { unacked: s.ready.len() + s.pending.len(), ..s.stats.clone() }
+        JournalStats { unacked: s.ready.len() + s.unsynced.len() + s.pending.len(), ..s.stats.clone() }
     }
 
     /// How long the write in progress has been going on (a slow disk or
@@ -335,10 +394,22 @@ impl EventSink for JournalSink {
 struct Writer {
     shared: Arc<Shared>,
     segments: Vec<Segment>,
-    file: Option<File>,
 }
 
 const SOURCE: &str = "telemetry";
+
+/// An fsync in progress longer than this, and `append` stops writing
+/// itself: records queue in memory until the disk keeps up again.
+pub const DIRECT_WRITE_STALL: Duration = Duration::from_millis(50);
+
+/// One pass of the writer: what it took under the lock.
+struct Pass {
+    /// Queued records to write now.
+    batch: VecDeque<Record>,
+    /// How many of the `unsynced` records this pass's fsync covers.
+    synced: usize,
+    acked: Option<u64>,
+}
 
 impl Writer {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -348,146 +419,202 @@ impl Writer {
     fn run(mut self) {
         let mut disk_alarm = false;
         loop {
-            let (batch, acked) = {
-                let mut s = self.lock();
-                while s.pending.is_empty() && !s.acked_dirty && !s.stop {
-                    s = self.shared.wake.wait_timeout(s, Duration::from_secs(1)).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
-                }
-                if s.stop && s.pending.is_empty() && !s.acked_dirty {
-                    break;
-                }
-                let acked = s.acked_dirty.then_some(s.acked);
-                s.acked_dirty = false;
-                let batch = std::mem::take(&mut s.pending);
-                if !batch.is_empty() {
-                    s.writing_since = Some(std::time::Instant::now());
-                }
-                (batch, acked)
-            };
-            if !batch.is_empty() {
-                let result = self.write_batch(&batch);
-                let evicted = match &result {
-                    Ok(()) => self.enforce_cap(),
-                    Err(_) => 0,
-                };
-                let (dropped, len) = {
-                    let mut s = self.lock();
-                    s.writing_since = None;
-                    match &result {
-                        Ok(()) => s.stats.written += batch.len() as u64,
-                        Err(_) => s.stats.write_failures += 1,
-                    }
-                    s.stats.evicted_unacked += evicted;
-                    let mut dropped = 0;
-                    for r in batch {
-                        if s.ready.len() >= self.shared.cfg.memory_records {
-                            s.ready.pop_front();
-                            dropped += 1;
-                        }
-                        s.ready.push_back(r);
-                    }
-                    s.stats.dropped += dropped;
-                    (dropped, s.ready.len())
-                };
+            let Some(pass) = self.next_pass() else { break };
+            let mut result = self.open_segment_if_due();
+            if result.is_ok() && !pass.batch.is_empty() {
+                result = self.write_batch(&pass.batch);
+            }
+            if result.is_ok() && (pass.synced > 0 || !pass.batch.is_empty()) {
+                result = self.sync();
+            }
+            let written = pass.batch.len();
+            let (dropped, len) = self.finish(pass.batch, pass.synced, result.is_ok());
+            let evicted = if result.is_ok() { self.enforce_cap() } else { 0 };
+            self.lock().stats.evicted_unacked += evicted;
+            if written > 0 || pass.synced > 0 {
                 self.shared.ready.notify_one();
-                // Alarms are raised with no lock held: they come back here as records.
-                match result {
-                    Ok(()) if disk_alarm => {
-                        disk_alarm = false;
-                        self.shared.events.clear(SOURCE, "JOURNAL_DISK_FULL", "journal writable again");
-                    }
-                    Ok(()) => {}
-                    Err(e) => {
-                        if !disk_alarm {
-                            disk_alarm = true;
-                            self.shared.events.raise(
-                                SOURCE,
-                                "JOURNAL_DISK_FULL",
-                                Severity::Medium,
-                                format!("cannot write the alarm journal: {e}; {len} records kept in memory and still published"),
-                            );
-                        }
-                    }
+            }
+            // Alarms are raised with no lock held: they come back here as records.
+            match result {
+                Ok(()) if disk_alarm => {
+                    disk_alarm = false;
+                    self.shared.events.clear(SOURCE, "JOURNAL_DISK_FULL", "journal writable again");
                 }
-                if dropped > 0 {
-                    self.shared.events.raise(
-                        SOURCE,
-                        "JOURNAL_OVERFLOW",
-                        Severity::Medium,
-                        format!("{dropped} unacknowledged journal records dropped from memory (memory_records reached)"),
-                    );
-                }
-                if evicted > 0 {
-                    tracing::warn!(evicted, "journal: size cap removed a segment with unacknowledged records (kept in memory)");
+                Ok(()) => {}
+                Err(e) => {
+                    if !disk_alarm {
+                        disk_alarm = true;
+                        self.shared.events.raise(
+                            SOURCE,
+                            "JOURNAL_DISK_FULL",
+                            Severity::Medium,
+                            format!("cannot write the alarm journal: {e}; {len} records kept in memory and still published"),
+                        );
+                    }
                 }
             }
-            if let Some(acked) = acked {
+            if dropped > 0 {
+                self.shared.events.raise(
+                    SOURCE,
+                    "JOURNAL_OVERFLOW",
+                    Severity::Medium,
+                    format!("{dropped} unacknowledged journal records dropped from memory (memory_records reached)"),
+                );
+            }
+            if evicted > 0 {
+                tracing::warn!(evicted, "journal: size cap removed a segment with unacknowledged records (kept in memory)");
+            }
+            if let Some(acked) = pass.acked {
                 self.write_acked(acked);
             }
         }
-        if let Some(f) = &self.file {
-            let _ = f.sync_data();
-        }
+        let _ = self.sync();
     }
 
-    fn current(&mut self) -> Result<&mut File, JournalError> {
+    /// Wait for work; `None` when stopped with nothing left.
+    fn next_pass(&self) -> Option<Pass> {
+        let mut s = self.lock();
+        let due = |s: &State| s.file.is_none() || s.file_bytes >= self.shared.cfg.segment_bytes;
+        while s.pending.is_empty() && s.unsynced.is_empty() && !s.acked_dirty && !s.stop && !(due(&s) && !s.failing) {
+            s = self.shared.wake.wait_timeout(s, Duration::from_secs(1)).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+        }
+        if s.stop && s.pending.is_empty() && s.unsynced.is_empty() && !s.acked_dirty {
+            return None;
+        }
+        let acked = s.acked_dirty.then_some(s.acked);
+        s.acked_dirty = false;
+        let batch = std::mem::take(&mut s.pending);
+        s.draining = !batch.is_empty();
+        let synced = s.unsynced.len();
+        if !batch.is_empty() || synced > 0 {
+            s.writing_since = Some(std::time::Instant::now());
+        }
+        Some(Pass { batch, synced, acked })
+    }
+
+    /// Hand the pass's records on: the synced ones and the batch become
+    /// ready (kept in memory even when the write failed).
+    fn finish(&self, batch: VecDeque<Record>, synced: usize, ok: bool) -> (u64, usize) {
+        let mut s = self.lock();
+        s.writing_since = None;
+        s.draining = false;
+        if ok {
+            s.failing = false;
+            s.stats.written += batch.len() as u64;
+        } else {
+            s.failing = true;
+            s.stats.write_failures += 1;
+        }
+        let cap = self.shared.cfg.memory_records;
+        let mut dropped = 0;
+        let take = synced.min(s.unsynced.len());
+        let moved: Vec<Record> = s.unsynced.drain(..take).collect();
+        for r in moved.into_iter().chain(batch) {
+            if s.ready.len() >= cap {
+                s.ready.pop_front();
+                dropped += 1;
+            }
+            s.ready.push_back(r);
+        }
+        s.stats.dropped += dropped;
+        (dropped, s.ready.len())
+    }
+
+    /// Open a segment when none is open or the current one is full. The
+    /// old one is fsync'd after the switch, when nothing writes to it.
+    /// Take the open segment's size and last record from the state.
+    /// Returns whether a segment is open.
+    fn refresh_current(&mut self) -> bool {
+        let (open, bytes, last_n) = {
+            let s = self.lock();
+            (s.file.is_some(), s.file_bytes, s.file_last_n)
+        };
+        if let Some(seg) = self.segments.last_mut().filter(|_| open) {
+            seg.bytes = bytes;
+            seg.last_n = seg.last_n.max(last_n);
+        }
+        open
+    }
+
+    fn open_segment_if_due(&mut self) -> Result<(), JournalError> {
+        let open = self.refresh_current();
         let need_new = match self.segments.last() {
             None => true,
-            Some(s) => s.bytes >= self.shared.cfg.segment_bytes,
+            Some(seg) => seg.bytes >= self.shared.cfg.segment_bytes,
         };
-        if need_new || self.file.is_none() {
-            let (index, fresh) = match self.segments.last() {
-                Some(s) if !need_new => (s.index, false),
-                Some(s) => (s.index + 1, true),
-                None => (1, true),
-            };
-            let path = segment_path(&self.shared.dir, index);
-            let f = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
-            if fresh {
-                self.segments.push(Segment { index, path, bytes: 0, last_n: 0 });
-                // Make the new file's directory entry durable too.
-                if let Ok(d) = File::open(&self.shared.dir) {
-                    let _ = d.sync_all();
-                }
-            }
-            self.file = Some(f);
+        if open && !need_new {
+            return Ok(());
         }
-        self.file.as_mut().ok_or_else(|| JournalError::Io {
-            path: self.shared.dir.display().to_string(),
-            source: std::io::Error::other("no segment open"),
-        })
+        let (index, fresh) = match self.segments.last() {
+            Some(seg) if !need_new => (seg.index, false),
+            Some(seg) => (seg.index + 1, true),
+            None => (1, true),
+        };
+        let path = segment_path(&self.shared.dir, index);
+        let f = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        let len = f.metadata().map_err(io_err(&path))?.len();
+        if fresh {
+            self.segments.push(Segment { index, path, bytes: 0, last_n: 0 });
+            // Make the new file's directory entry durable too.
+            if let Ok(d) = File::open(&self.shared.dir) {
+                let _ = d.sync_all();
+            }
+        }
+        let old = {
+            let mut s = self.lock();
+            s.file_bytes = len;
+            s.file_last_n = 0;
+            s.file.replace(Arc::new(f))
+        };
+        if let Some(old) = old {
+            old.sync_data().map_err(io_err(&self.shared.dir))?;
+        }
+        Ok(())
     }
 
+    /// Write queued records (appends wait behind them: `draining`).
     fn write_batch(&mut self, batch: &VecDeque<Record>) -> Result<(), JournalError> {
         let mut buf = Vec::with_capacity(batch.len() * 256);
         for r in batch {
             serde_json::to_writer(&mut buf, r).map_err(|e| JournalError::Io { path: "record".into(), source: e.into() })?;
             buf.push(b'\n');
         }
-        let last_n = batch.back().map_or(0, |r| r.n);
-        self.current()?;
-        let seg = self.segments.last().map(|s| (s.path.clone(), s.bytes)).unwrap_or_default();
-        let f = self.current()?;
-        let result = f.write_all(&buf).and_then(|()| f.sync_data());
-        match result {
+        let (f, bytes) = {
+            let s = self.lock();
+            (s.file.clone(), s.file_bytes)
+        };
+        let path = self.segments.last().map(|seg| seg.path.clone()).unwrap_or_default();
+        let Some(f) = f else {
+            return Err(JournalError::Io { path: path.display().to_string(), source: std::io::Error::other("no segment open") });
+        };
+        match (&*f).write_all(&buf) {
             Ok(()) => {
-                if let Some(s) = self.segments.last_mut() {
-                    s.bytes += buf.len() as u64;
-                    s.last_n = last_n;
-                }
+                let mut s = self.lock();
+                s.file_bytes += buf.len() as u64;
+                s.file_last_n = batch.back().map_or(s.file_last_n, |r| r.n);
                 Ok(())
             }
             Err(e) => {
                 // No torn line: cut the segment back to its last whole record.
-                let _ = f.set_len(seg.1);
-                Err(JournalError::Io { path: seg.0.display().to_string(), source: e })
+                let _ = f.set_len(bytes);
+                Err(JournalError::Io { path: path.display().to_string(), source: e })
             }
+        }
+    }
+
+    /// fsync the current segment.
+    fn sync(&self) -> Result<(), JournalError> {
+        let f = self.lock().file.clone();
+        match f {
+            Some(f) => f.sync_data().map_err(io_err(&self.shared.dir)),
+            None => Ok(()),
         }
     }
 
     /// Remove the oldest segments past the size cap; returns how many
     /// unacknowledged records they held.
     fn enforce_cap(&mut self) -> u64 {
+        self.refresh_current();
         let acked = self.lock().acked;
         let mut evicted = 0;
         while self.segments.len() > 1 && self.segments.iter().map(|s| s.bytes).sum::<u64>() > self.shared.cfg.max_bytes {

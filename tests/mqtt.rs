@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::mqtt::{free_port, publish_lines, Access, Mosquitto, Sub, TempDir};
+use common::mqtt::{free_port, publish_lines, root, Access, Mosquitto, Sub, TempDir};
 use common::{test_config, wait_for};
 use endotower::tower::Tower;
 use endotower::tower_config::TowerConfig;
@@ -179,22 +179,7 @@ impl Drop for Client {
 
 /// The test config with telemetry on, against `broker`.
 fn telemetry_config(broker: &Broker, journal: &std::path::Path) -> TowerConfig {
-    let mut cfg = test_config();
-    cfg.video.enabled = false;
-    let t = &mut cfg.telemetry;
-    t.enabled = true;
-    t.client_id = format!("tower-{}", cfg.tower.id);
-    t.broker = BrokerConfig::external("127.0.0.1", broker.port);
-    t.journal.dir = journal.to_path_buf();
-    t.sample_hz = 20.0;
-    t.batch_ms = 250;
-    t.backoff_initial_ms = 100;
-    t.backoff_max_ms = 1000;
-    cfg
-}
-
-fn root(cfg: &TowerConfig) -> String {
-    format!("endotower/v1/{}", cfg.tower.id)
+    common::mqtt::telemetry_config(broker.port, journal)
 }
 
 async fn started(cfg: TowerConfig) -> Tower {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::mqtt::{publish_file, publish_lines, Access, Mosquitto, Sub, TempDir};
+use common::mqtt::{publish_file, publish_lines, root, Access, Mosquitto, Sub, TempDir};
 use common::{test_config, wait_for};
 use endotower::tower::Tower;
 use endotower::tower_config::TowerConfig;
@@ -21,24 +21,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::task::block_in_place;
 
-/// A tower config with telemetry to `broker` (anonymous), video off.
 fn telemetry_config(port: u16, journal: &Path) -> TowerConfig {
-    let mut cfg = test_config();
-    cfg.video.enabled = false;
-    let t = &mut cfg.telemetry;
-    t.enabled = true;
-    t.client_id = format!("tower-{}", cfg.tower.id);
-    t.broker = BrokerConfig::external("127.0.0.1", port);
-    t.journal.dir = journal.to_path_buf();
-    t.sample_hz = 20.0;
-    t.batch_ms = 250;
-    t.backoff_initial_ms = 100;
-    t.backoff_max_ms = 500;
+    let mut cfg = common::mqtt::telemetry_config(port, journal);
+    cfg.telemetry.backoff_max_ms = 500;
     cfg
-}
-
-fn root(cfg: &TowerConfig) -> String {
-    format!("endotower/v1/{}", cfg.tower.id)
 }
 
 /// `endotower run` on `cfg` (written to `dir/tower.toml`).

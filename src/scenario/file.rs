@@ -573,6 +573,19 @@ impl Scenario {
         Ok(s)
     }
 
+    /// The clients the timeline sends remote commands from, each once.
+    pub fn remote_clients(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for s in &self.timeline {
+            if let Action::RemoteCommand { client, .. } = &s.action {
+                if !v.contains(client) {
+                    v.push(client.clone());
+                }
+            }
+        }
+        v
+    }
+
     /// Config files, resolved against the scenario's directory.
     pub fn config_files(&self) -> Vec<PathBuf> {
         let dir = self.path.parent().unwrap_or(Path::new("."));

@@ -1,12 +1,60 @@
 //! The scenario's view from the hospital side: an MQTT client that records
 //! the tower's events and command replies, reconnecting every 50 ms while
 //! the broker is away, and publishes remote commands.
+//!
+//! Remote control needs an authenticating broker, so a scenario with remote
+//! commands on the embedded broker gets a password file ([`password_file`])
+//! with one user per remote client and one for the observer; each command
+//! is then published by its own client, logged in as that user, as a real
+//! hospital client would.
 
-use rumqttc::{AsyncClient, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectReturnCode, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The observer's own user in a scenario's password file.
+pub const OBSERVER_USER: &str = "scenario-observer";
+
+/// A scenario user's password (test credentials, written only to the run's
+/// output directory).
+fn password(user: &str) -> String {
+    format!("scenario-{user}")
+}
+
+/// Write a `mosquitto_passwd` file for `users` (and the observer) into `dir`.
+pub fn password_file(dir: &Path, users: &[String]) -> Result<PathBuf, String> {
+    let file = dir.join("scenario-passwd");
+    std::fs::write(&file, "").map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    for u in users.iter().map(String::as_str).chain([OBSERVER_USER]) {
+        let out = Command::new("mosquitto_passwd")
+            .arg("-b")
+            .arg(&file)
+            .arg(u)
+            .arg(password(u))
+            .output()
+            .map_err(|e| format!("mosquitto_passwd (apt mosquitto): {e}"))?;
+        if !out.status.success() {
+            return Err(format!("mosquitto_passwd for {u:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+    }
+    Ok(file)
+}
+
+/// Connection options for `id`, logged in as `user` when the broker
+/// authenticates.
+fn options(id: String, addr: SocketAddr, user: Option<&str>) -> MqttOptions {
+    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    o.set_keep_alive(Duration::from_secs(5));
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    if let Some(u) = user {
+        o.set_credentials(u, password(u));
+    }
+    o
+}
 
 /// What arrived, in arrival order.
 #[derive(Debug, Default)]
@@ -20,6 +68,10 @@ pub struct Received {
 
 pub struct Observer {
     client: AsyncClient,
+    addr: SocketAddr,
+    /// Whether the broker authenticates (commands then come from their own
+    /// client, logged in as the command's client name).
+    auth: bool,
     root: String,
     received: Arc<Mutex<Received>>,
     task: tokio::task::JoinHandle<()>,
@@ -27,13 +79,12 @@ pub struct Observer {
 
 impl Observer {
     /// Connect to `addr` and subscribe to the events and replies of `root`
-    /// (`endotower/v1/<tower id>`) on every (re)connect.
-    pub fn start(addr: SocketAddr, root: &str) -> Observer {
-        let mut o = MqttOptions::new(format!("scenario-observer-{}", std::process::id()), addr.ip().to_string(), addr.port());
-        o.set_keep_alive(Duration::from_secs(5));
+    /// (`endotower/v1/<tower id>`) on every (re)connect; with `auth`, log in
+    /// as [`OBSERVER_USER`] (see [`password_file`]).
+    pub fn start(addr: SocketAddr, root: &str, auth: bool) -> Observer {
+        let mut o = options(format!("scenario-observer-{}", std::process::id()), addr, auth.then_some(OBSERVER_USER));
         // A persistent session: the broker queues what arrives while we reconnect.
         o.set_clean_session(false);
-        o.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut el) = AsyncClient::new(o, 1024);
         let received = Arc::new(Mutex::new(Received::default()));
         let filters = [format!("{root}/events"), format!("{root}/resp/+")];
@@ -65,12 +116,38 @@ impl Observer {
                 }
             }
         });
-        Observer { client, root: root.to_string(), received, task }
+        Observer { client, addr, auth, root: root.to_string(), received, task }
     }
 
-    /// Publish `payload` on `<root>/cmd/<client>`.
-    pub async fn command(&self, client: &str, payload: &str) -> Result<(), rumqttc::ClientError> {
-        self.client.publish(format!("{}/cmd/{client}", self.root), QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).await
+    /// Publish `payload` on `<root>/cmd/<client>`: through the observer's
+    /// own connection on an anonymous broker, otherwise from a connection of
+    /// its own logged in as `client`, waiting (at most 5 s) for the broker's
+    /// acknowledgement.
+    pub async fn command(&self, client: &str, payload: &str) -> Result<(), String> {
+        let topic = format!("{}/cmd/{client}", self.root);
+        if !self.auth {
+            return self.client.publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).await.map_err(|e| e.to_string());
+        }
+        let o = options(format!("scenario-{client}-{}", std::process::id()), self.addr, Some(client));
+        let (c, mut el) = AsyncClient::new(o, 8);
+        c.publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).await.map_err(|e| e.to_string())?;
+        let acked = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match el.poll().await {
+                    Ok(rumqttc::Event::Incoming(Packet::ConnAck(a))) if a.code != ConnectReturnCode::Success => {
+                        return Err(format!("the broker refused {client:?}: {:?}", a.code));
+                    }
+                    Ok(rumqttc::Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("{client:?}: {e}")),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("{client:?}: no acknowledgement within 5 s")));
+        let _ = c.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_millis(500), async { while el.poll().await.is_ok() {} }).await;
+        acked
     }
 
     pub fn received(&self) -> std::sync::MutexGuard<'_, Received> {

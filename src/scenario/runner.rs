@@ -12,7 +12,7 @@ use super::camera_faults::{faulty_source, CameraFaultSwitch};
 use super::file::{Action, BrokerKind, ModelState, Scenario, Step};
 use super::journal_fs;
 use super::mosquitto::{BrokerError, Mosquitto};
-use super::observer::Observer;
+use super::observer::{self, Observer};
 use super::record::{rss_mib, ActionRecord, EndState, EventRecorder, RunRecord};
 use super::trace::{Limits, Marker, MarkerKind, Sample, Trace};
 use crate::tower::{Tower, TowerError};
@@ -119,6 +119,14 @@ pub fn tower_config(s: &Scenario, seed: u64, time_scale: f64, out: &Path) -> Res
     }
     apply_set(&mut merged, &s.tower.set);
     let file = format!("{} (merged [tower] config)", s.path.display());
+    let remote = merged.get("telemetry").and_then(|t| t.get("remote")).and_then(|r| r.get("enabled")).and_then(toml::Value::as_bool);
+    if s.broker == BrokerKind::Embedded && remote == Some(true) {
+        // Remote control needs authenticated clients: one user per client
+        // the timeline commands from.
+        let pf = observer::password_file(out, &s.remote_clients()).map_err(|message| RunError::Config { file: file.clone(), message })?;
+        let set = toml::Table::from_iter([("telemetry.broker.password_file".to_string(), toml::Value::String(pf.display().to_string()))]);
+        apply_set(&mut merged, &set);
+    }
     let text = toml::to_string(&merged).map_err(|e| RunError::Config { file: file.clone(), message: e.to_string() })?;
     let mut cfg = TowerConfig::from_toml(&text).map_err(|e| RunError::Config { file: file.clone(), message: e.to_string() })?;
     cfg.tower.id = format!("scn-{}-{}", s.name, std::process::id());
@@ -140,7 +148,7 @@ pub fn tower_config(s: &Scenario, seed: u64, time_scale: f64, out: &Path) -> Res
     t.client_id = format!("tower-{}", cfg.tower.id);
     t.journal.dir = journal_fs::current().unwrap_or_else(|| out.join("journal"));
     if s.broker == BrokerKind::Embedded {
-        t.broker = BrokerConfig { bind: "127.0.0.1:0".into(), ..BrokerConfig::embedded("127.0.0.1:0") };
+        t.broker = BrokerConfig { password_file: t.broker.password_file.take(), ..BrokerConfig::embedded("127.0.0.1:0") };
     }
     cfg.validate().map_err(|e| RunError::Config { file, message: e.to_string() })?;
     Ok(cfg)
@@ -230,7 +238,7 @@ impl Live {
             }
             Action::RemoteCommand { client, payload } => {
                 let obs = self.observer.as_ref().ok_or("no MQTT observer")?;
-                obs.command(client, payload).await.map_err(|e| e.to_string())?;
+                obs.command(client, payload).await?;
             }
             Action::IslandLinkDrop { device, ms } => {
                 let i = match device {
@@ -338,8 +346,10 @@ pub async fn run(s: &Scenario, opts: &RunOptions) -> Result<RunOutput, RunError>
     }
     let embedded = tower.telemetry().and_then(|t| t.embedded.as_ref().map(|(b, _)| b.addr));
     let observer = match (s.broker, &broker, embedded) {
-        (BrokerKind::Mosquitto, Some(m), _) => Some(Observer::start(m.addr(), &format!("endotower/v1/{}", cfg.tower.id))),
-        (BrokerKind::Embedded, _, Some(addr)) => Some(Observer::start(addr, &format!("endotower/v1/{}", cfg.tower.id))),
+        (BrokerKind::Mosquitto, Some(m), _) => Some(Observer::start(m.addr(), &format!("endotower/v1/{}", cfg.tower.id), false)),
+        (BrokerKind::Embedded, _, Some(addr)) => {
+            Some(Observer::start(addr, &format!("endotower/v1/{}", cfg.tower.id), cfg.telemetry.broker.password_file.is_some()))
+        }
         _ => None,
     };
     let mut live = Live { load: Vec::new(), tower, camera, broker, observer, model_path, model_copy, fs_dir: journal_fs::current() };

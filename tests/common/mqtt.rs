@@ -4,6 +4,8 @@
 //! client. Every server listens on 127.0.0.1 on a free port and is killed on
 //! drop.
 
+use endotower::tower_config::TowerConfig;
+use endotower_actors::telemetry::config::BrokerConfig;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -350,4 +352,26 @@ pub fn publish_file(a: &Access, user: Option<&str>, topic: &str, file: &Path) ->
         .output()
         .expect("mosquitto_pub (apt mosquitto-clients)");
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The test config with telemetry on (video off) against an anonymous
+/// broker on `port`, fast batches and reconnects.
+pub fn telemetry_config(port: u16, journal: &Path) -> TowerConfig {
+    let mut cfg = super::test_config();
+    cfg.video.enabled = false;
+    let t = &mut cfg.telemetry;
+    t.enabled = true;
+    t.client_id = format!("tower-{}", cfg.tower.id);
+    t.broker = BrokerConfig::external("127.0.0.1", port);
+    t.journal.dir = journal.to_path_buf();
+    t.sample_hz = 20.0;
+    t.batch_ms = 250;
+    t.backoff_initial_ms = 100;
+    t.backoff_max_ms = 1000;
+    cfg
+}
+
+/// The topic root of `cfg`'s tower.
+pub fn root(cfg: &TowerConfig) -> String {
+    format!("endotower/v1/{}", cfg.tower.id)
 }

@@ -6,7 +6,7 @@
 
 use crate::embedded_broker::EmbeddedBroker;
 use crate::tower_config::TowerConfig;
-use endotower_actors::events::{EventBus, Severity};
+use endotower_actors::events::{EventBus, EventKind, Severity};
 use endotower_actors::telemetry::actor::{Endpoint, TelemetryStats};
 use endotower_actors::telemetry::config::BrokerKind;
 use endotower_actors::telemetry::journal::{Journal, JournalSink};
@@ -54,6 +54,17 @@ pub fn setup(cfg: &TowerConfig, events: &EventBus) -> Option<TelemetryContext> {
         }
     };
     events.add_sink(Arc::new(JournalSink(journal.clone())));
+    let skipped = journal.stats().bad_records;
+    if skipped > 0 {
+        // Journaled like any event, so the hospital hears of it.
+        events.event(
+            EventKind::Degradation,
+            Severity::Low,
+            "telemetry",
+            "JOURNAL_RECORDS_SKIPPED",
+            format!("{skipped} unreadable journal record(s) skipped at start (in {})", dir.display()),
+        );
+    }
     let b = &t.broker;
     let (endpoint, embedded) = match b.kind {
         BrokerKind::Embedded => {

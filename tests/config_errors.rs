@@ -155,3 +155,24 @@ fn an_island_serial_line_too_slow_for_its_request_timeout_is_refused() {
     assert!(out.contains("safety.light.transport.baud") && out.contains("115200"), "{out}");
     let _ = std::fs::remove_file(p);
 }
+
+#[test]
+fn the_environment_switches_to_an_external_broker_and_sets_list_keys() {
+    let external = [
+        ("ENDOTOWER__TELEMETRY__BROKER__KIND", "external"),
+        ("ENDOTOWER__TELEMETRY__BROKER__HOST", "mqtt.hospital.lan"),
+        ("ENDOTOWER__TELEMETRY__BROKER__PORT", "8883"),
+    ];
+    let (ok, out) = endotower(&["check-config", "conf/tower.toml"], &external);
+    assert!(ok, "{out}");
+    // Without its host, the external kind names the missing field.
+    let (ok, out) = endotower(&["check-config", "conf/tower.toml"], &external[..1]);
+    assert!(!ok);
+    assert!(out.contains("telemetry.broker.host"), "{out}");
+    // A list from the environment parses; remote control then needs an
+    // authenticating broker, and the error says so.
+    let remote = [("ENDOTOWER__TELEMETRY__REMOTE__ENABLED", "true"), ("ENDOTOWER__TELEMETRY__REMOTE__ALLOWED_CLIENTS", "hmi-1,hmi-2")];
+    let (ok, out) = endotower(&["check-config", "conf/tower.toml"], &remote);
+    assert!(!ok);
+    assert!(out.contains("telemetry.broker.password_file"), "{out}");
+}

@@ -100,3 +100,38 @@ fn device_interface_md_carries_the_requests_and_register_maps_of_the_code() {
         "docs/device-interface.md register maps differ from `endotower registers`"
     );
 }
+
+#[test]
+fn the_readme_names_every_config_list_the_environment_can_set() {
+    let doc = read("README.md");
+    for (key, _) in endotower::tower_config::ENV_LIST_KEYS {
+        assert!(doc.contains(&format!("`{key}`")), "README.md does not list the environment list key {key}");
+    }
+}
+
+#[test]
+fn mqtt_md_lists_every_field_of_every_device_state() {
+    let doc = read("docs/mqtt.md");
+    for (file, schema) in endotower_actors::telemetry::payloads::schemas() {
+        let Some(device) = file.strip_prefix("state-").and_then(|f| f.strip_suffix(".json")) else { continue };
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `state/{device}` |")))
+            .unwrap_or_else(|| panic!("docs/mqtt.md has no state row for {device}"));
+        // Properties of the object, or of each variant of a tagged enum.
+        let mut props: Vec<String> = Vec::new();
+        let mut collect = |o: &serde_json::Value| {
+            if let Some(p) = o.get("properties").and_then(|p| p.as_object()) {
+                props.extend(p.keys().cloned());
+            }
+        };
+        collect(&schema);
+        for v in schema.get("oneOf").and_then(|v| v.as_array()).into_iter().flatten() {
+            collect(v);
+        }
+        assert!(!props.is_empty(), "{file} has no properties");
+        for p in props {
+            assert!(row.contains(&format!("`{p}`")), "docs/mqtt.md's {device} row does not list `{p}`");
+        }
+    }
+}

@@ -231,7 +231,7 @@ async fn hz017_an_oversized_command_is_refused_with_an_answer_and_the_link_stays
 /// then a wedged process (SIGSTOP): new clients are served again within
 /// 10 s each time, the tower never restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_embedded_broker_serves_new_clients_again_after_it_was_poisoned_or_wedged() {
+async fn hz019_the_embedded_broker_serves_new_clients_again_after_it_was_poisoned_or_wedged() {
     let dir = TempDir::new("heal");
     let mut cfg = test_config();
     cfg.video.enabled = false;

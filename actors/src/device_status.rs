@@ -4,10 +4,11 @@
 //! telemetry never have to look actors up.
 
 use crate::link::LinkState;
+use schemars::JsonSchema;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InsufflationPhase {
     /// PWM flow control while P < P1.
@@ -40,7 +41,7 @@ macro_rules! link_status {
 
 link_status!(InsufflatorStatus, LightStatus, CameraStatus, PedalStatus);
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct InsufflatorStatus {
     pub link: LinkState,
     pub phase: InsufflationPhase,
@@ -79,7 +80,7 @@ impl Default for InsufflatorStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct LightStatus {
     pub link: LinkState,
     pub set_intensity_pct: f64,
@@ -126,7 +127,7 @@ impl Default for LightStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct CameraStatus {
     pub link: LinkState,
     pub streaming: bool,
@@ -157,7 +158,7 @@ impl Default for CameraStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct PedalStatus {
     pub link: LinkState,
     pub presses: u64,

@@ -17,7 +17,7 @@ use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::Slave;
 
 /// The state of one device link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkState {
     /// Opening the transport.

@@ -135,7 +135,8 @@ pub struct RemoteConfig {
 pub struct TelemetryConfig {
     pub enabled: bool,
     pub broker: BrokerConfig,
-    /// MQTT client id of the tower (embedded broker: a per-connection suffix is added).
+    /// MQTT client id of the tower (with the embedded broker's password file,
+    /// the tower's own user name `endotower-<tower id>` instead).
     pub client_id: String,
     /// Device and health samples are taken at this rate...
     pub sample_hz: f64,

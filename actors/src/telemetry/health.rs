@@ -136,23 +136,21 @@ impl Core {
         if let Some(ai) = &self.ai {
             out.push(("ai", v(serde_json::to_value(&*ai.status.borrow()))));
         }
-        let alarms: Vec<serde_json::Value> = self
+        let active_alarms = self
             .events
             .active_alarms()
             .into_iter()
-            .map(|(e, acked)| serde_json::json!({"key": e.key(), "severity": e.severity, "message": e.message, "acknowledged": acked}))
+            .map(|(e, acknowledged)| ActiveAlarm { key: e.key(), severity: e.severity, message: e.message, acknowledged })
             .collect();
-        out.push((
-            "tower",
-            serde_json::json!({
-                "safe_state": self.setpoints.safe_state(),
-                "set_pressure_mmhg": self.setpoints.pressure_mmhg(),
-                "set_flow_lpm": self.setpoints.flow_lpm(),
-                "intensity_pct": self.setpoints.intensity_pct(),
-                "remote_control": self.remote.enabled(),
-                "active_alarms": alarms,
-            }),
-        ));
+        let tower = TowerState {
+            safe_state: self.setpoints.safe_state(),
+            set_pressure_mmhg: self.setpoints.pressure_mmhg(),
+            set_flow_lpm: self.setpoints.flow_lpm(),
+            intensity_pct: self.setpoints.intensity_pct(),
+            remote_control: self.remote.enabled(),
+            active_alarms,
+        };
+        out.push(("tower", v(serde_json::to_value(&tower))));
         out
     }
 

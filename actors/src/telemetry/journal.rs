@@ -697,6 +697,48 @@ mod tests {
     }
 
     #[test]
+    fn a_torn_tail_is_cut_and_bad_records_are_skipped_and_counted_without_losing_the_rest() {
+        let dir = temp("torn");
+        let bus = EventBus::new(16);
+        let j = Journal::open(cfg(&dir), dir.clone(), bus.clone()).unwrap();
+        bus.add_sink(Arc::new(JournalSink(j.clone())));
+        for i in 0..10 {
+            bus.raise("test", &format!("A{i}"), Severity::Low, "x");
+        }
+        wait_written(&j, 10);
+        bus.clear_sinks();
+        j.close();
+        // A torn multi-byte character on a line of its own after record 5,
+        // and a crash in the middle of a record at the end.
+        let (_, seg) = list_segments(&dir).unwrap().pop().unwrap();
+        let text = std::fs::read(&seg).unwrap();
+        let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+        let mut bytes = lines[..5].concat();
+        bytes.extend_from_slice(b"{\"n\":99,\"id\":\"x\xe2\x82\n");
+        bytes.extend_from_slice(&lines[5..].concat());
+        bytes.extend_from_slice(&lines[0][..lines[0].len() / 2]);
+        std::fs::write(&seg, &bytes).unwrap();
+
+        let j = Journal::open(cfg(&dir), dir.clone(), bus.clone()).unwrap();
+        let codes = |j: &Journal| -> Vec<String> {
+            j.records_after(0, usize::MAX).iter().map(|r| r.body["code"].as_str().unwrap_or("?").to_string()).collect()
+        };
+        assert_eq!(codes(&j), (0..10).map(|i| format!("A{i}")).collect::<Vec<_>>(), "every whole record is read past the bad line");
+        assert_eq!(j.stats().bad_records, 2, "the bad line and the torn tail are counted");
+        // The next record starts on a line of its own: readable after another restart.
+        bus.add_sink(Arc::new(JournalSink(j.clone())));
+        bus.raise("test", "AFTER", Severity::Low, "x");
+        wait_written(&j, 11);
+        bus.clear_sinks();
+        j.close();
+        let j = Journal::open(cfg(&dir), dir.clone(), bus.clone()).unwrap();
+        assert_eq!(codes(&j).last().map(String::as_str), Some("AFTER"));
+        assert_eq!(j.stats().bad_records, 1, "the torn tail was cut; only the bad line is left");
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn the_size_cap_rotates_and_removes_the_oldest_segments() {
         let dir = temp("cap");
         let bus = EventBus::new(16);

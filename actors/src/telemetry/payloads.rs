@@ -229,8 +229,29 @@ pub struct StateMsg {
     pub seq: u64,
     pub at_ms: u64,
     pub device: String,
-    /// The device's status (see docs/mqtt.md for each device's fields).
+    /// The device's status: `docs/schema/state-<device>.json`.
     pub state: serde_json::Value,
+}
+
+/// `state/tower`'s `state`: setpoints, safe state and the active alarms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TowerState {
+    pub safe_state: bool,
+    pub set_pressure_mmhg: f64,
+    pub set_flow_lpm: f64,
+    pub intensity_pct: f64,
+    pub remote_control: bool,
+    pub active_alarms: Vec<ActiveAlarm>,
+}
+
+/// An alarm that is active now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ActiveAlarm {
+    /// `<source>/<code>`, what `ack_alarm` takes.
+    pub key: String,
+    pub severity: Severity,
+    pub message: String,
+    pub acknowledged: bool,
 }
 
 /// One detected lesion, summarised.
@@ -296,6 +317,12 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("command-record.json", s::<CommandMsg>()),
         ("telemetry.json", s::<TelemetryBatch>()),
         ("state.json", s::<StateMsg>()),
+        ("state-insufflator.json", s::<crate::device_status::InsufflatorStatus>()),
+        ("state-light.json", s::<crate::device_status::LightStatus>()),
+        ("state-camera.json", s::<crate::device_status::CameraStatus>()),
+        ("state-pedal.json", s::<crate::device_status::PedalStatus>()),
+        ("state-ai.json", s::<crate::video::ai_state::AiStatus>()),
+        ("state-tower.json", s::<TowerState>()),
         ("ai.json", s::<AiMsg>()),
         ("cmd.json", command_schema()),
         ("resp.json", s::<Response>()),

@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::time::Instant;
 use tokio::sync::watch;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum AiStatus {
     Starting,

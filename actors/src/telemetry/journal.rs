@@ -666,16 +666,22 @@ mod tests {
         panic!("records never written: {:?}", j.stats());
     }
 
+    /// A journal in `dir` fed by a bus, with alarms `A0..A<n>` written.
+    fn journal_with_alarms(dir: &Path, n: usize) -> (EventBus, Journal) {
+        let bus = EventBus::new(16);
+        let j = Journal::open(cfg(dir), dir.to_path_buf(), bus.clone()).unwrap();
+        bus.add_sink(Arc::new(JournalSink(j.clone())));
+        for i in 0..n {
+            bus.raise("test", &format!("A{i}"), Severity::Low, "x");
+        }
+        wait_written(&j, n);
+        (bus, j)
+    }
+
     #[test]
     fn every_event_is_journaled_in_order_and_unacked_records_survive_a_restart() {
         let dir = temp("restart");
-        let bus = EventBus::new(16);
-        let j = Journal::open(cfg(&dir), dir.clone(), bus.clone()).unwrap();
-        bus.add_sink(Arc::new(JournalSink(j.clone())));
-        for i in 0..50 {
-            bus.raise("test", &format!("A{i}"), Severity::Low, "x");
-        }
-        wait_written(&j, 50);
+        let (bus, j) = journal_with_alarms(&dir, 50);
         let recs = j.records_after(0, usize::MAX);
         let codes: Vec<String> = recs.iter().map(|r| r.body["code"].as_str().unwrap().to_string()).collect();
         assert_eq!(codes, (0..50).map(|i| format!("A{i}")).collect::<Vec<_>>());
@@ -699,13 +705,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_cut_and_bad_records_are_skipped_and_counted_without_losing_the_rest() {
         let dir = temp("torn");
-        let bus = EventBus::new(16);
-        let j = Journal::open(cfg(&dir), dir.clone(), bus.clone()).unwrap();
-        bus.add_sink(Arc::new(JournalSink(j.clone())));
-        for i in 0..10 {
-            bus.raise("test", &format!("A{i}"), Severity::Low, "x");
-        }
-        wait_written(&j, 10);
+        let (bus, j) = journal_with_alarms(&dir, 10);
         bus.clear_sinks();
         j.close();
         // A torn multi-byte character on a line of its own after record 5,

@@ -458,9 +458,7 @@ async fn run(a: TelemetryArgs, mut stop: watch::Receiver<bool>) {
                     Ok(MqttEvent::Incoming(Packet::Publish(p))) => core.on_command(&mut s, &p.topic, &p.payload).await,
                     Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => {
                         let what = s.sent.pop_front().unwrap_or(Sent::Other);
-                        if pkid != 0 {
-                            s.pkids.insert(pkid, what);
-                        }
+                        s.pkids.insert(pkid, what);
                     }
                     Ok(MqttEvent::Outgoing(Outgoing::AwaitAck(pkid))) => {
                         break SessionEnd::Lost(format!("packet id {pkid} collided (broker acks out of order)"));

@@ -88,9 +88,16 @@ fn options(ep: &Endpoint, cfg: &TelemetryConfig, will: LastWill) -> MqttOptions 
 }
 
 /// Poll `el` until it fails, the receiver is gone, or the task is aborted.
+/// Events the session never looks at (a QoS 0 publish written, pings, acks
+/// the client sends) are not forwarded: one wake-up less per telemetry
+/// message.
 async fn poll(mut el: EventLoop, tx: mpsc::Sender<Result<MqttEvent, String>>) {
+    use rumqttc::Outgoing;
     loop {
         let ev = el.poll().await.map_err(|e| describe(&e));
+        if matches!(ev, Ok(MqttEvent::Outgoing(Outgoing::Publish(0) | Outgoing::PingReq | Outgoing::PubAck(_) | Outgoing::Subscribe(_)))) {
+            continue;
+        }
         let failed = ev.is_err();
         if tx.send(ev).await.is_err() || failed {
             return;
@@ -146,11 +153,15 @@ impl Session {
         ok
     }
 
-    /// Publish; on success the packet is tracked so its PubAck can be matched.
+    /// Publish; on success a QoS 1 packet is tracked so its PubAck can be
+    /// matched (its packet id arrives with the `Outgoing::Publish` event, in
+    /// the order of these calls; QoS 0 packets have none and no event).
     pub fn publish(&mut self, topic: String, qos: QoS, retain: bool, payload: Vec<u8>, what: Sent) -> bool {
         match self.client.try_publish(topic, qos, retain, payload) {
             Ok(()) => {
-                self.sent.push_back(what);
+                if qos != QoS::AtMostOnce {
+                    self.sent.push_back(what);
+                }
                 true
             }
             Err(e) => {

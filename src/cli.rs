@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use endotower_actors::display::config::OutputKind;
 use endotower_actors::display::window::{WindowOptions, WindowOutput};
 use endotower_sim::Device;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -47,6 +47,10 @@ enum Cmd {
         /// Patient age in years, overriding `video.exam.age`.
         #[arg(long)]
         exam_age: Option<u32>,
+        /// The kind of exam, overriding `video.exam.procedure`: lesion alarms
+        /// are raised only where the detector's model card lists it.
+        #[arg(long, value_parser = ["colonoscopy", "gastroscopy", "laparoscopy", "unspecified"])]
+        exam_procedure: Option<String>,
         /// Where the picture goes (`window`: a monitor window with the HMI
         /// keys; `headless`), overriding `video.display.output`.
         #[arg(long, value_enum)]
@@ -101,7 +105,7 @@ enum Cmd {
         #[arg(long)]
         requests: bool,
     },
-    /// Run only the embedded MQTT broker (rumqttd), until Ctrl-C.
+    /// Run only the embedded MQTT broker (a mosquitto process), until Ctrl-C.
     Broker {
         /// Listen address (default: `telemetry.broker.bind` of the config).
         #[arg(long)]
@@ -114,11 +118,17 @@ enum Cmd {
         #[arg(long, default_value = "docs/schema")]
         out: PathBuf,
     },
-    /// Evaluate a model on a held-out synthetic set: `detector`.
+    /// Evaluate a model: `detector`, on a held-out synthetic set (`--frames N`)
+    /// or on labelled frames (`--frames DIR [--labels FILE]`, the format of
+    /// shared/real-frames/labels.json).
     Eval {
         name: String,
-        #[arg(long, default_value_t = 1500)]
-        frames: usize,
+        /// A number of synthetic frames, or a directory of labelled frames.
+        #[arg(long, default_value = "1500")]
+        frames: String,
+        /// The labels of `--frames DIR` (default: DIR/labels.json).
+        #[arg(long)]
+        labels: Option<PathBuf>,
         /// Seed of the held-out set (training uses other seeds).
         #[arg(long, default_value_t = 1001)]
         seed: u64,
@@ -280,7 +290,7 @@ async fn wait_stop(duration_s: Option<f64>) {
 async fn run(
     config: PathBuf,
     duration_s: Option<f64>,
-    exam: (Option<String>, Option<String>, Option<u32>),
+    exam: (Option<String>, Option<String>, Option<u32>, Option<String>),
     display: Option<DisplayArg>,
 ) -> Result<()> {
     let mut cfg = load(&config)?;
@@ -289,7 +299,6 @@ async fn run(
         Some(DisplayArg::Headless) => cfg.video.display.output = OutputKind::Headless,
         None => {}
     }
-    cfg.validate().context("the config with the command-line overrides")?;
     let e = &mut cfg.video.exam;
     if let Some(n) = exam.0 {
         e.number = n;
@@ -300,6 +309,10 @@ async fn run(
     if let Some(a) = exam.2 {
         e.age = a;
     }
+    if let Some(p) = exam.3 {
+        e.procedure = serde_json::from_value(serde_json::Value::String(p)).context("--exam-procedure")?;
+    }
+    cfg.validate().context("the config with the command-line overrides")?;
     if cfg.safety.realtime_priority {
         match crate::memory_policy::lock_all() {
             Ok(()) => tracing::info!("memory locked (mlockall): no page faults in the real-time threads"),
@@ -434,8 +447,8 @@ fn mqtt_schema(out: &std::path::Path) -> Result<()> {
 fn dispatch(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the tokio runtime")?;
     match cli.cmd {
-        Cmd::Run { config, duration_s, exam_number, exam_sex, exam_age, display } => {
-            rt.block_on(run(config, duration_s, (exam_number, exam_sex, exam_age), display))
+        Cmd::Run { config, duration_s, exam_number, exam_sex, exam_age, exam_procedure, display } => {
+            rt.block_on(run(config, duration_s, (exam_number, exam_sex, exam_age, exam_procedure), display))
         }
         Cmd::CheckConfig { file } => {
             load(&file)?;
@@ -468,10 +481,24 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Broker { bind, config } => rt.block_on(broker(bind, config)),
         Cmd::MqttSchema { out } => mqtt_schema(&out),
-        Cmd::Eval { name, frames, seed, stride, json, config } => {
+        Cmd::Eval { name, frames, labels, seed, stride, json, config } => {
             let cfg = load(&config)?;
+            let dir = Path::new(&frames);
             match name.as_str() {
+                "detector" if dir.is_dir() => {
+                    let labels = labels.unwrap_or_else(|| dir.join("labels.json"));
+                    let r = crate::eval_frames::detector(&cfg, dir, &labels)?;
+                    if json {
+                        println!("{}", serde_json::to_string(&r)?);
+                    } else {
+                        print!("{}", crate::eval_frames::markdown(&r));
+                    }
+                    Ok(())
+                }
                 "detector" => {
+                    let frames: usize = frames
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("--frames {frames:?}: expected a number of synthetic frames or a directory"))?;
                     let r = crate::eval::detector(&cfg, frames, seed, stride)?;
                     if json {
                         println!("{}", serde_json::to_string(&r)?);

@@ -17,9 +17,10 @@
 //! - [`dataset`]: `endotower dataset`, training data from the synthetic source.
 //! - [`device_check`]: `endotower device-check`, a device against the interface contract.
 //! - [`snapshot`]: `endotower snapshot`, one composed frame as a PNG.
-//! - [`eval`]: `endotower eval detector`, accuracy on a held-out synthetic set.
+//! - [`eval`]: `endotower eval detector`, accuracy on a held-out synthetic set;
+//!   [`eval_frames`]: the same on labelled (real) frames, per source.
 //! - [`mqtt`]: telemetry assembly (journal, broker, endpoint) for a tower.
-//! - [`embedded_broker`]: the in-process rumqttd broker and its health check.
+//! - [`embedded_broker`]: the embedded broker (a supervised mosquitto process) and its health check.
 //! - `scenario` (feature `fault-injection`): failure-injection scenarios:
 //!   files, runner, report, plots.
 
@@ -29,6 +30,7 @@ pub mod dataset;
 pub mod device_check;
 pub mod embedded_broker;
 pub mod eval;
+pub mod eval_frames;
 pub mod logging;
 pub mod memory_policy;
 pub mod mqtt;

@@ -224,6 +224,7 @@ fn analysis_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
                     events: c.events.clone(),
                     liveness,
                     hooks: c.video.inference_hooks.clone(),
+                    exam: c.video.exam.subscribe(),
                 };
                 (InferenceActor, args)
             }),

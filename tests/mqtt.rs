@@ -205,8 +205,7 @@ async fn birth_and_retained_state(kind: Kind) {
     // A subscriber that comes later still gets the birth and every device's
     // state: they are retained.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Narrow filters: rumqttd forwards at most its free in-flight slots of
-    // retained messages per new subscription and drops the rest (docs/mqtt.md).
+    // The retained birth and device states, by narrow filters.
     let filters = [format!("{root}/birth"), format!("{root}/state/+")];
     let mut late = Client::connect(broker.addr(), &format!("late-{}", std::process::id()), &filters).await;
     let birth = late.next(Duration::from_secs(10), |m| m.topic.ends_with("/birth")).await.expect("no retained birth");

@@ -314,3 +314,56 @@ async fn a_high_risk_lesion_raises_the_alert_naming_its_frame() {
     );
     tower.shutdown().await;
 }
+
+/// HZ-026: the shipped detector is a demo valid for colonoscopy only. In a
+/// laparoscopy it still draws what it finds, but marks nothing high-risk and
+/// raises no lesion alarm; once the exam says colonoscopy, the same video
+/// raises it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hz026_no_lesion_alarm_in_a_procedure_the_model_card_does_not_list() {
+    use endotower_actors::commands::{Command, CommandSource};
+    use endotower_actors::events::EventKind;
+    use endotower_actors::video::model_card::Procedure;
+    if !runtime_available() {
+        return;
+    }
+    let mut cfg = video_config(30.0);
+    cfg.video.exam.procedure = Procedure::Laparoscopy;
+    let threshold = cfg.video.inference.high_risk_threshold;
+    let (source, _truth) = recording(SyntheticConfig { width: 640, height: 360, fps: 30.0, seed: 1, ..Default::default() });
+    let tower = Tower::start_with_source(cfg, source).await.unwrap();
+    let mut events = tower.events().subscribe();
+    let v = tower.video().clone();
+    // Results that would have alarmed: an adenoma above the threshold.
+    let mut would_alarm = 0;
+    let mut last = 0;
+    let end = Instant::now() + Duration::from_secs(60);
+    while would_alarm < 3 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some(r) = v.ai.result.borrow().clone() else { continue };
+        if r.frame_seq == last {
+            continue;
+        }
+        last = r.frame_seq;
+        assert!(r.context.demo, "the shipped model's card says demo");
+        assert_eq!(r.context.alarms_off.as_deref(), Some("model not valid for laparoscopy"));
+        assert!(!r.high_risk);
+        would_alarm += usize::from(r.detections.iter().any(|d| d.class_name == "adenoma" && d.score >= threshold));
+    }
+    assert_eq!(would_alarm, 3, "the detector never saw an adenoma in 60 s of video with adenomas");
+    while let Ok(e) = events.try_recv() {
+        assert!(!(e.code == "HIGH_RISK_LESION" && e.kind == EventKind::AlarmRaised), "lesion alarm in a laparoscopy: {e:?}");
+    }
+    // The same video in a colonoscopy: the alarm comes.
+    let exam = Command::SetExam { number: "E-20".into(), sex: "F".into(), age: 50, procedure: Procedure::Colonoscopy };
+    assert!(matches!(tower.submit(CommandSource::Hmi, exam).await, Some(Ok(_))));
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut raised = false;
+    while !raised && Instant::now() < end {
+        if let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(500), events.recv()).await {
+            raised = e.code == "HIGH_RISK_LESION" && e.kind == EventKind::AlarmRaised;
+        }
+    }
+    assert!(raised, "no lesion alarm once the exam is a colonoscopy");
+    tower.shutdown().await;
+}

@@ -8,6 +8,7 @@ use crate::config::LimitsConfig;
 use crate::events::{EventBus, EventKind, Severity};
 use crate::setpoints::Setpoints;
 use crate::video::archive::ExamInfo;
+use crate::video::model_card::Procedure;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -34,6 +35,7 @@ pub enum Command {
         number: String,
         sex: String,
         age: u32,
+        procedure: Procedure,
     },
 }
 
@@ -94,7 +96,7 @@ pub fn validate(cmd: &Command, limits: &LimitsConfig) -> Result<(), Rejection> {
         Command::SetFlow { lpm } => range("set_flow", *lpm, 0.1, limits.max_flow_lpm, "L/min"),
         Command::SetIntensity { pct } => range("intensity", *pct, 0.0, limits.max_intensity_pct, "%"),
         Command::AckAlarm { .. } => Ok(()),
-        Command::SetExam { number, sex, age } => validate_exam(number, sex, *age),
+        Command::SetExam { number, sex, age, .. } => validate_exam(number, sex, *age),
     }
 }
 
@@ -161,10 +163,10 @@ pub fn apply_to(
                 events.acknowledge(key).ok_or_else(|| Rejection::UnknownAlarm(key.clone()))?;
                 format!("acknowledged {key}")
             }
-            Command::SetExam { number, sex, age } => {
+            Command::SetExam { number, sex, age, procedure } => {
                 let exam = exam.ok_or(Rejection::NoExamChannel)?;
-                exam.send_replace(ExamInfo { number: number.clone(), sex: sex.clone(), age: *age });
-                format!("exam info {number} ({sex}, {age} y)")
+                exam.send_replace(ExamInfo { number: number.clone(), sex: sex.clone(), age: *age, procedure: *procedure });
+                format!("exam info {number} ({sex}, {age} y, {procedure})")
             }
         })
     });
@@ -309,7 +311,12 @@ mod tests {
         let limits = LimitsConfig::default();
         let (tx, rx) = watch::channel(ExamInfo::default());
         let src = CommandSource::Remote { client: "ris".into() };
-        let exam = |number: &str, sex: &str, age| Command::SetExam { number: number.into(), sex: sex.into(), age };
+        let exam = |number: &str, sex: &str, age| Command::SetExam {
+            number: number.into(),
+            sex: sex.into(),
+            age,
+            procedure: Procedure::Colonoscopy,
+        };
         for (bad, field) in
             [(exam("", "F", 40), "number"), (exam("E 1", "F", 40), "number"), (exam("E1", "Q", 40), "sex"), (exam("E1", "F", 200), "age")]
         {

@@ -24,6 +24,7 @@ use endotower_actors::fault_injection::InjectedFault;
 use endotower_actors::link::LinkState;
 use endotower_actors::telemetry::config::BrokerConfig;
 use endotower_actors::video::ai_state::AiStatus;
+use endotower_actors::video::model_card::ModelCard;
 use endotower_sim::Device;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -141,6 +142,11 @@ pub fn tower_config(s: &Scenario, seed: u64, time_scale: f64, out: &Path) -> Res
     if cfg.video.enabled {
         std::fs::create_dir_all(out.join("models")).map_err(io_err(&model))?;
         std::fs::copy(&cfg.video.inference.detector_model, &model).map_err(io_err(Path::new(&cfg.video.inference.detector_model)))?;
+        // Its model card goes with it (where lesion alarms may sound).
+        let card = ModelCard::path_for(Path::new(&cfg.video.inference.detector_model));
+        if card.is_file() {
+            std::fs::copy(&card, ModelCard::path_for(&model)).map_err(io_err(&card))?;
+        }
         cfg.video.inference.detector_model = model.display().to_string();
     }
     let t = &mut cfg.telemetry;

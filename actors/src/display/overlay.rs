@@ -103,6 +103,10 @@ impl AlarmBanner {
 pub struct StatusIndicators {
     /// `None` when the AI is online; the reason otherwise.
     pub ai_offline: Option<String>,
+    /// The model is a demonstration (shown as "DEMO MODEL").
+    pub ai_demo: bool,
+    /// Why lesion alarms are off for this exam, when they are.
+    pub lesion_alarms_off: Option<String>,
     /// `None` when there is no enhancement stage; else on/off and the
     /// fraction of frames enhanced.
     pub enhancement: Option<(bool, f32)>,
@@ -176,7 +180,9 @@ impl Overlay {
                 x1: d.x1,
                 y1: d.y1,
                 colour: CLASS_COLOURS[d.class % CLASS_COLOURS.len()],
-                high_risk: i.high_risk_classes.contains(&d.class_name) && d.score >= i.high_risk_threshold,
+                high_risk: i.high_risk_classes.contains(&d.class_name)
+                    && d.score >= i.high_risk_threshold
+                    && i.result.as_ref().is_some_and(|r| r.context.alarms_off.is_none()),
             })
             .collect();
 
@@ -235,7 +241,13 @@ impl Overlay {
             exam: ExamPanel { number: i.exam.number.clone(), sex: i.exam.sex.clone(), age: i.exam.age },
             devices,
             alarm,
-            status: StatusIndicators { ai_offline, enhancement: i.enhancement, ready },
+            status: StatusIndicators {
+                ai_offline,
+                ai_demo: i.result.as_ref().is_some_and(|r| r.context.demo),
+                lesion_alarms_off: i.result.as_ref().and_then(|r| r.context.alarms_off.clone()),
+                enhancement: i.enhancement,
+                ready,
+            },
         }
     }
 }
@@ -320,10 +332,23 @@ mod tests {
             finished_at: now,
             detections: vec![d(0, "adenoma", 0.9), d(0, "adenoma", 0.5), d(1, "ulcer", 0.95)],
             high_risk: true,
+            context: Default::default(),
         });
         let o = Overlay::build(&i);
         assert_eq!(o.detections.iter().map(|b| b.high_risk).collect::<Vec<_>>(), [true, false, false]);
         assert_eq!(o.detections[2].probabilities, [("adenoma".to_string(), 0.95), ("ulcer".to_string(), 0.050000012)]);
         assert_ne!(o.detections[0].colour, o.detections[2].colour, "classes have their own colours");
+        assert!(!o.status.ai_demo && o.status.lesion_alarms_off.is_none());
+
+        // A demo model in an exam it is not valid for: boxes drawn, none
+        // high-risk, and the screen says why.
+        if let Some(r) = i.result.as_mut() {
+            r.context = crate::video::ai_state::AiContext { demo: true, alarms_off: Some("model not valid for laparoscopy".into()) };
+        }
+        let o = Overlay::build(&i);
+        assert_eq!(o.detections.len(), 3);
+        assert!(o.detections.iter().all(|b| !b.high_risk));
+        assert!(o.status.ai_demo);
+        assert_eq!(o.status.lesion_alarms_off.as_deref(), Some("model not valid for laparoscopy"));
     }
 }

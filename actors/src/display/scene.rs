@@ -194,6 +194,13 @@ pub fn layout(overlay: &Overlay, width: u32, height: u32, t_ms: u64) -> Scene {
             status.push((format!("AI OFFLINE: {r}"), AMBER));
         }
     }
+    if s.ai_offline.is_none() && s.ai_demo {
+        status.push(("DEMO MODEL - not for diagnosis".into(), AMBER));
+    }
+    if let (None, Some(why)) = (&s.ai_offline, &s.lesion_alarms_off) {
+        let r: String = why.chars().take(32).collect();
+        status.push((format!("LESION ALARMS OFF: {r}"), AMBER));
+    }
     if let Some((on, frac)) = s.enhancement {
         status.push((if on { format!("ENHANCE ON {:.0}%", frac * 100.0) } else { "ENHANCE OFF".into() }, WHITE));
     }

@@ -309,6 +309,8 @@ impl Core {
             reason: serde_json::to_value(r.reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
             findings: r.detections.iter().map(|d| AiFinding { class_name: d.class_name.clone(), score: d.score }).collect(),
             high_risk: r.high_risk,
+            demo: r.context.demo,
+            alarms_off: r.context.alarms_off.clone(),
         };
         let payload = |seq| {
             msg.seq = seq;

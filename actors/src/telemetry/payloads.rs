@@ -273,6 +273,12 @@ pub struct AiMsg {
     pub reason: String,
     pub findings: Vec<AiFinding>,
     pub high_risk: bool,
+    /// The model is a demonstration (its model card says `status = "demo"`).
+    pub demo: bool,
+    /// Why lesion alarms are off for this exam (the procedure is not on the
+    /// model card, or unknown); absent when they are on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarms_off: Option<String>,
 }
 
 /// `cmd/<client-id>`: a remote command. Unknown fields are rejected.
@@ -302,6 +308,10 @@ pub enum RemoteCommand {
         number: String,
         sex: String,
         age: u32,
+        /// `colonoscopy`, `gastroscopy` or `laparoscopy`: lesion alarms only
+        /// where the loaded model is valid for it. Absent: unspecified.
+        #[serde(default)]
+        procedure: crate::video::model_card::Procedure,
     },
 }
 

@@ -122,7 +122,9 @@ impl Remote {
             RemoteCommand::SetFlow { lpm } => Command::SetFlow { lpm },
             RemoteCommand::SetIntensity { pct } => Command::SetIntensity { pct },
             RemoteCommand::AckAlarm { key } => return Decision::Execute(Command::AckAlarm { key }),
-            RemoteCommand::ExamInfo { number, sex, age } => return Decision::Execute(Command::SetExam { number, sex, age }),
+            RemoteCommand::ExamInfo { number, sex, age, procedure } => {
+                return Decision::Execute(Command::SetExam { number, sex, age, procedure })
+            }
             RemoteCommand::Confirm { token } => {
                 return match self.pending.remove(&token) {
                     None => Decision::Reject("unknown or expired confirmation token".into()),
@@ -223,6 +225,9 @@ mod tests {
     fn exam_info_and_alarm_ack_go_straight_to_the_command_path() {
         let mut r = remote();
         let h = r.handle("ris", br#"{"command":"exam_info","number":"E-1","sex":"F","age":61}"#, Instant::now());
-        assert_eq!(h.decision, Decision::Execute(Command::SetExam { number: "E-1".into(), sex: "F".into(), age: 61 }));
+        assert_eq!(
+            h.decision,
+            Decision::Execute(Command::SetExam { number: "E-1".into(), sex: "F".into(), age: 61, procedure: Default::default() })
+        );
     }
 }

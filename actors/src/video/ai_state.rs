@@ -31,6 +31,16 @@ pub struct AiResult {
     pub finished_at: Instant,
     pub detections: Vec<Detection>,
     pub high_risk: bool,
+    pub context: AiContext,
+}
+
+/// What the result may be used for: whether the model is a demonstration,
+/// and why lesion alarms are off (see [`super::model_card`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AiContext {
+    pub demo: bool,
+    /// `None` when lesion alarms are on for this exam; else why they are off.
+    pub alarms_off: Option<String>,
 }
 
 impl AiResult {
@@ -82,6 +92,7 @@ mod tests {
             finished_at: t0,
             detections: vec![],
             high_risk: false,
+            context: AiContext::default(),
         }));
         assert!(ch.drawable(t0, Duration::from_millis(100)).is_none(), "AI not online yet");
         ch.status.send_replace(AiStatus::Online);

@@ -27,6 +27,9 @@ pub struct ExamInfo {
     pub number: String,
     pub sex: String,
     pub age: u32,
+    /// The kind of exam: lesion alarms only where the model is valid for it.
+    #[serde(default)]
+    pub procedure: super::model_card::Procedure,
 }
 
 impl ExamInfo {
@@ -271,7 +274,7 @@ mod tests {
     #[test]
     fn still_and_sidecar_are_written_with_exam_frame_and_detections() {
         let dir = std::env::temp_dir().join(format!("endotower-archive-{}", std::process::id()));
-        let exam = ExamInfo { number: "E-17".into(), sex: "F".into(), age: 61 };
+        let exam = ExamInfo { number: "E-17".into(), sex: "F".into(), age: 61, ..ExamInfo::default() };
         let det =
             Detection { class: 0, class_name: "adenoma".into(), score: 0.9, probabilities: vec![0.9], x0: 1.0, y0: 2.0, x1: 3.0, y1: 4.0 };
         let png = write_still(&dir, &exam, &frame(), Some(&[det])).unwrap();
@@ -324,7 +327,7 @@ mod tests {
             rt.block_on(async {
                 let events = EventBus::new(64);
                 let mut rx = events.subscribe();
-                let (_exam_tx, exam) = watch::channel(ExamInfo { number: "E-9".into(), sex: "M".into(), age: 50 });
+                let (_exam_tx, exam) = watch::channel(ExamInfo { number: "E-9".into(), sex: "M".into(), age: 50, ..ExamInfo::default() });
                 let (_pick_tx, picks) = broadcast::channel(4);
                 let (_res_tx, results) = watch::channel(None);
                 let cfg = ArchiveConfig { dir: dir.display().to_string(), result_wait_ms: 0, max_pending: 4 };

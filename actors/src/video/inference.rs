@@ -12,8 +12,10 @@
 //! - Whenever the actor is gone (any exit, even a panic), its state's drop
 //!   guard publishes "AI offline"; a successful start publishes "online".
 
-use super::ai_state::{AiChannels, AiResult, AiStatus};
+use super::ai_state::{AiChannels, AiContext, AiResult, AiStatus};
+use super::archive::ExamInfo;
 use super::detection::{postprocess, preprocess, Detection, DetectorContract};
+use super::model_card::{lesion_alarms, ModelCard, ModelStatus};
 use super::onnx::{load_runtime, Model};
 use super::selector::Pick;
 use crate::events::{EventBus, Severity};
@@ -21,7 +23,7 @@ use crate::supervisor::Liveness;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -93,6 +95,8 @@ pub struct InferenceArgs {
     pub events: EventBus,
     pub liveness: Liveness,
     pub hooks: Arc<InferenceHooks>,
+    /// The exam info: its procedure decides whether lesion alarms are on.
+    pub exam: tokio::sync::watch::Receiver<ExamInfo>,
 }
 
 struct Job {
@@ -124,6 +128,8 @@ pub struct InferenceState {
     events: EventBus,
     liveness: Liveness,
     hooks: Arc<InferenceHooks>,
+    card: Option<ModelCard>,
+    exam: tokio::sync::watch::Receiver<ExamInfo>,
     _guard: OfflineOnDrop,
 }
 
@@ -168,6 +174,19 @@ impl Actor for InferenceActor {
     async fn pre_start(&self, myself: ActorRef<Self::Msg>, a: InferenceArgs) -> Result<Self::State, ActorProcessingErr> {
         a.liveness.beat();
         let guard = OfflineOnDrop(a.channels.clone());
+        // The model card decides where lesion alarms may sound; a bad card is
+        // a configuration error, reported like a bad model.
+        let card = match ModelCard::load(Path::new(&a.cfg.detector_model), &a.cfg.detector.classes) {
+            Ok(card) => card,
+            Err(e) => {
+                offline(&a.channels, &e.to_string());
+                a.events.raise("inference", "AI_OFFLINE", Severity::Low, format!("AI offline: {e}"));
+                return Err(Box::new(e));
+            }
+        };
+        if card.is_none() {
+            tracing::warn!(card = %ModelCard::path_for(Path::new(&a.cfg.detector_model)).display(), "the detector has no model card: lesion alarms off");
+        }
         let (tx, rx) = sync_channel::<Job>(1);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (cfg, hooks) = (a.cfg.clone(), a.hooks.clone());
@@ -210,6 +229,8 @@ impl Actor for InferenceActor {
             events: a.events,
             liveness: a.liveness,
             hooks: a.hooks,
+            card,
+            exam: a.exam,
             _guard: guard,
         })
     }
@@ -245,13 +266,22 @@ impl Actor for InferenceActor {
                         return Err(reason.into());
                     }
                 };
+                // Lesion alarms only where the model is valid for the exam.
+                let procedure = s.exam.borrow().procedure;
+                let context = AiContext {
+                    demo: s.card.as_ref().is_some_and(|c| c.status == ModelStatus::Demo),
+                    alarms_off: lesion_alarms(s.card.as_ref(), procedure).err(),
+                };
                 // Name only the detections that make it high-risk.
                 let d: Vec<String> = detections
                     .iter()
                     .filter(|d| s.cfg.high_risk_classes.contains(&d.class_name) && d.score >= s.cfg.high_risk_threshold)
+                    .filter(|_| context.alarms_off.is_none())
                     .map(|d| format!("{} {:.2}", d.class_name, d.score))
                     .collect();
-                if !d.is_empty() {
+                if let Some(why) = &context.alarms_off {
+                    s.events.clear("inference", "HIGH_RISK_LESION", format!("lesion alarms off: {why}"));
+                } else if !d.is_empty() {
                     s.events.raise(
                         "inference",
                         "HIGH_RISK_LESION",
@@ -268,6 +298,7 @@ impl Actor for InferenceActor {
                     finished_at: Instant::now(),
                     detections,
                     high_risk: !d.is_empty(),
+                    context,
                 };
                 s.channels.result.send_replace(Some(result));
                 s.channels.status.send_if_modified(|st| {

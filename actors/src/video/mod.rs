@@ -12,7 +12,8 @@
 //! - [`frame`]: the shared frame; [`source`]: where frames come from.
 //! - [`capture`], [`display_sink`]: the pass-through path.
 //! - [`quality`], [`freeze`], [`selector`], [`analysis`]: picking target frames.
-//! - [`onnx`], [`detection`], [`inference`], [`ai_state`]: the AI branch.
+//! - [`onnx`], [`detection`], [`inference`], [`ai_state`]: the AI branch;
+//!   [`model_card`]: where a detector may raise lesion alarms.
 //! - [`enhance`]: the optional enhancement stage (sharpness, site, deblurring, in-order release).
 //! - [`archive`]: pedal stills with their sidecar; [`channels`]: shared state.
 
@@ -27,6 +28,7 @@ pub mod enhance;
 pub mod frame;
 pub mod freeze;
 pub mod inference;
+pub mod model_card;
 pub mod onnx;
 pub mod quality;
 pub mod selector;

@@ -52,7 +52,7 @@ pub fn detector(cfg: &TowerConfig, frames: usize, seed: u64, stride: usize) -> R
     let (width, height) = match &cfg.video.source {
         crate::video_config::SourceConfig::Synthetic { width, height, .. }
         | crate::video_config::SourceConfig::V4l2 { width, height, .. } => (*width, *height),
-        crate::video_config::SourceConfig::Y4m { .. } => (1280, 720),
+        crate::video_config::SourceConfig::Y4m { .. } | crate::video_config::SourceConfig::File { .. } => (1280, 720),
     };
     let mut source =
         SyntheticSource::new(SyntheticConfig { width, height, seed, ..SyntheticConfig::default() }).context("synthetic source")?;

@@ -7,6 +7,7 @@
 //! - [`video_config`]: the `[video]` section (source, analysis, inference).
 //! - [`video_source`]: builds the frame source from config.
 //! - [`y4m`]: raw YUV4MPEG2 video files, read and written.
+//! - [`file_source`]: recordings (MP4, MKV, ...) decoded by an ffmpeg child process.
 //! - [`ycbcr`]: BT.601 YCbCr to RGB (Y4M, V4L2 YUYV).
 //! - `v4l2_source` (feature `v4l2`): live capture from a V4L2 device.
 //! - [`tower`]: starting, inspecting and stopping a running tower.
@@ -31,6 +32,7 @@ pub mod device_check;
 pub mod embedded_broker;
 pub mod eval;
 pub mod eval_frames;
+pub mod file_source;
 pub mod logging;
 pub mod memory_policy;
 pub mod mqtt;

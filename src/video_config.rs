@@ -20,6 +20,13 @@ pub enum SourceConfig {
         #[serde(default)]
         looped: bool,
     },
+    /// A recording (MP4, MKV, ... e.g. H.264) decoded by `ffmpeg`, played at
+    /// its own frame rate and size.
+    File {
+        path: String,
+        #[serde(default)]
+        looped: bool,
+    },
     /// A V4L2 capture device (needs the `v4l2` cargo feature); YUYV 4:2:2.
     V4l2 { device: String, width: u32, height: u32, fps: f64 },
 }
@@ -29,7 +36,7 @@ impl SourceConfig {
     pub fn nominal_size(&self) -> Option<(u32, u32)> {
         match self {
             SourceConfig::Synthetic { width, height, .. } | SourceConfig::V4l2 { width, height, .. } => Some((*width, *height)),
-            SourceConfig::Y4m { .. } => None,
+            SourceConfig::Y4m { .. } | SourceConfig::File { .. } => None,
         }
     }
 }
@@ -69,6 +76,11 @@ impl VideoConfig {
             SourceConfig::Y4m { path: file, .. } => {
                 if file.is_empty() {
                     return Err(ConfigError::new(format!("{path}.source.path"), "\"\"", "a .y4m file path"));
+                }
+            }
+            SourceConfig::File { path: file, .. } => {
+                if file.is_empty() {
+                    return Err(ConfigError::new(format!("{path}.source.path"), "\"\"", "a video file path (MP4, MKV, ...)"));
                 }
             }
             SourceConfig::V4l2 { device, width, height, fps } => {

@@ -1,6 +1,7 @@
 //! Builds the capture stage's frame source from the `[video.source]` config:
-//! adapters from the simulator crate's sources, the Y4M reader and (feature
-//! `v4l2`) V4L2 capture to the actors' `FrameSource`.
+//! adapters from the simulator crate's sources, the Y4M reader, recordings
+//! decoded by ffmpeg and (feature `v4l2`) V4L2 capture to the actors'
+//! `FrameSource`.
 
 use crate::video_config::SourceConfig;
 use crate::y4m::Y4mReader;
@@ -58,6 +59,7 @@ pub fn factory(cfg: &SourceConfig) -> SourceFactory {
                 let reader = Y4mReader::open(path).map_err(|e| SourceError { source_name: path.clone(), message: e.to_string() })?;
                 Ok(Box::new(Y4m { path: path.clone(), reader, looped: *looped }))
             }
+            SourceConfig::File { path, looped } => Ok(Box::new(crate::file_source::FileSource::open(path, *looped)?)),
             #[cfg(feature = "v4l2")]
             SourceConfig::V4l2 { device, width, height, fps } => {
                 Ok(Box::new(crate::v4l2_source::V4l2Source::open(device, *width, *height, *fps)?))

@@ -367,3 +367,48 @@ async fn hz026_no_lesion_alarm_in_a_procedure_the_model_card_does_not_list() {
     assert!(raised, "no lesion alarm once the exam is a colonoscopy");
     tower.shutdown().await;
 }
+
+/// An H.264 MP4 at an odd size, made with ffmpeg from the synthetic source,
+/// plays through the whole tower at its frame rate: every frame shown, none
+/// skipped, the picture at the file's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mp4_recording_at_an_odd_size_plays_through_the_tower_with_no_frame_skipped() {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("endotower-{}.mp4", std::process::id()));
+    let (w, h) = (561u32, 481u32);
+    let mut ffmpeg = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", &format!("{w}x{h}"), "-r", "30", "-i", "-"])
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv444p", "-preset", "ultrafast"])
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("ffmpeg (apt install ffmpeg; ./x installs it)");
+    {
+        let mut src = SyntheticSource::new(SyntheticConfig { width: 562, height: 482, fps: 30.0, seed: 9, ..Default::default() }).unwrap();
+        let stdin = ffmpeg.stdin.as_mut().unwrap();
+        let mut n = 0;
+        while n < 90 {
+            if let Some(f) = src.next_frame() {
+                // Cut the even synthetic frame to the odd size.
+                for row in f.rgb.chunks_exact(562 * 3).take(h as usize) {
+                    stdin.write_all(&row[..w as usize * 3]).unwrap();
+                }
+                n += 1;
+            }
+        }
+    }
+    drop(ffmpeg.stdin.take());
+    assert!(ffmpeg.wait().unwrap().success());
+    let mut cfg = video_config(30.0);
+    cfg.video.source = endotower::video_config::SourceConfig::File { path: path.display().to_string(), looped: false };
+    let tower = Tower::start(cfg).await.unwrap();
+    let v = tower.video().clone();
+    assert!(wait_for(Duration::from_secs(20), || v.display.lock().unwrap().shown >= 80).await, "{:?}", v.display.lock().unwrap().shown);
+    let f = v.frames.borrow().clone().unwrap();
+    assert_eq!((f.width, f.height), (w, h));
+    let d = v.display.lock().unwrap();
+    assert_eq!((d.skipped, d.reordered), (0, 0), "frames skipped or reordered at the file's 30 fps");
+    drop(d);
+    tower.shutdown().await;
+    let _ = std::fs::remove_file(path);
+}

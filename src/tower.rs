@@ -143,6 +143,7 @@ impl Tower {
     /// As [`Tower::start`], with the video frames from `source` instead of
     /// the configured one (tests and tools that need the ground truth).
     pub async fn start_with_source(mut cfg: TowerConfig, source: SourceFactory) -> Result<Tower, TowerError> {
+        cfg.apply_model_card()?;
         cfg.validate()?;
         let sim = if cfg.sim.embedded { Some(start_simulators(&mut cfg)?) } else { None };
         let events = EventBus::default();

@@ -268,10 +268,23 @@ impl TowerConfig {
     }
 
     fn from_value(value: serde_json::Value) -> Result<Self, ConfigLoadError> {
-        let cfg: TowerConfig = serde_path_to_error::deserialize(value)
+        let mut cfg: TowerConfig = serde_path_to_error::deserialize(value)
             .map_err(|e| ConfigLoadError::Field { path: e.path().to_string(), message: e.into_inner().to_string() })?;
+        cfg.apply_model_card()?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The detector's model card may carry its own contract (a
+    /// bring-your-own detector): it replaces `[video.inference.detector]`.
+    pub fn apply_model_card(&mut self) -> Result<(), ConfigError> {
+        if !self.video.enabled {
+            return Ok(());
+        }
+        let inf = &mut self.video.inference;
+        let model = inf.detector_model.clone();
+        inf.apply_card()
+            .map_err(|e| ConfigError::new("video.inference.detector_model", format!("{model:?}"), format!("a readable model card: {e}")))
     }
 
     /// One master per serial line. The island shares a line among its own

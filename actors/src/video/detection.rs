@@ -64,32 +64,112 @@ pub struct DetectorContract {
     pub classes: Vec<String>,
     pub score_threshold: f32,
     pub nms_iou: f32,
+    /// What the output holds.
+    #[serde(default)]
+    pub format: OutputFormat,
+    /// How the frame is fitted into the S x S input.
+    #[serde(default)]
+    pub resize: Resize,
+}
+
+/// The detector's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// A per-class probability map `[1, C, h, w]` (the shipped demo models).
+    #[default]
+    ProbMap,
+    /// YOLO-style candidates before NMS: `[1, 4 + C, N]` or `[1, N, 4 + C]`,
+    /// each `cx, cy, w, h` in input pixels then one score per class.
+    Yolo,
+    /// YOLO-style with NMS in the graph: `[1, N, 6]`, each
+    /// `x0, y0, x1, y1` in input pixels, score, class index.
+    YoloNms,
+}
+
+/// How a frame is fitted into the square input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// The whole frame stretched to S x S (aspect not kept).
+    #[default]
+    Squash,
+    /// Aspect kept, centred, padded with grey 114 (YOLO's convention).
+    Letterbox,
+}
+
+/// Where the frame lands in the S x S input: `input = frame * scale + pad`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fit {
+    pub width: usize,
+    pub height: usize,
+    pub pad_x: usize,
+    pub pad_y: usize,
+    pub scale_x: f32,
+    pub scale_y: f32,
+}
+
+impl Fit {
+    pub fn new(resize: Resize, s: usize, frame_w: u32, frame_h: u32) -> Fit {
+        let (w, h) = (frame_w as f32, frame_h as f32);
+        let (nw, nh) = match resize {
+            Resize::Squash => (s, s),
+            Resize::Letterbox => {
+                let r = (s as f32 / w).min(s as f32 / h);
+                (((w * r).round() as usize).clamp(1, s), ((h * r).round() as usize).clamp(1, s))
+            }
+        };
+        Fit { width: nw, height: nh, pad_x: (s - nw) / 2, pad_y: (s - nh) / 2, scale_x: nw as f32 / w, scale_y: nh as f32 / h }
+    }
+
+    /// An input-space box in frame pixels, clamped to the frame.
+    pub fn to_frame(&self, b: [f32; 4], frame_w: u32, frame_h: u32) -> [f32; 4] {
+        let x = |v: f32| ((v - self.pad_x as f32) / self.scale_x).clamp(0.0, frame_w as f32);
+        let y = |v: f32| ((v - self.pad_y as f32) / self.scale_y).clamp(0.0, frame_h as f32);
+        [x(b[0]), y(b[1]), x(b[2]), y(b[3])]
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DetectionError {
-    #[error("output `{name}` has shape {shape:?}; expected [1, {classes}, h, w]")]
-    BadShape { name: String, shape: Vec<i64>, classes: usize },
+    #[error("output `{name}` has shape {shape:?}; expected {expected}")]
+    BadShape { name: String, shape: Vec<i64>, expected: String },
+    #[error("output `{name}`: candidate {index} has class index {class}; the model has {classes} classes")]
+    BadClass { name: String, index: usize, class: f32, classes: usize },
     #[error("output `{name}` holds a non-finite value at index {index}")]
     NotFinite { name: String, index: usize },
 }
 
-/// Resize to S x S (area average) and normalise into NCHW f32.
+/// Fit into S x S (area average; squashed or letterboxed) and normalise
+/// into NCHW f32.
 pub fn preprocess(frame: &Frame, c: &DetectorContract) -> Vec<f32> {
-    area_resize_normalised(frame, c.input_size as usize, c.mean, c.std)
+    let s = c.input_size as usize;
+    fit_normalised(frame, s, Fit::new(c.resize, s, frame.width, frame.height), c.mean, c.std)
 }
 
 /// The whole frame area-averaged to `s` x `s` (aspect not kept), as NCHW
 /// f32 with `(pixel / 255 - mean[c]) / std[c]`.
 pub fn area_resize_normalised(frame: &Frame, s: usize, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
+    fit_normalised(frame, s, Fit::new(Resize::Squash, s, frame.width, frame.height), mean, std)
+}
+
+/// The frame area-averaged into `fit`'s place in an `s` x `s` input, the
+/// rest grey 114, as NCHW f32 with `(pixel / 255 - mean[c]) / std[c]`.
+fn fit_normalised(frame: &Frame, s: usize, fit: Fit, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
     let (w, h) = (frame.width as usize, frame.height as usize);
     let mut out = vec![0f32; 3 * s * s];
-    for oy in 0..s {
-        let y0 = oy * h / s;
-        let y1 = ((oy + 1) * h / s).max(y0 + 1).min(h);
-        for ox in 0..s {
-            let x0 = ox * w / s;
-            let x1 = ((ox + 1) * w / s).max(x0 + 1).min(w);
+    for ch in 0..3 {
+        out[ch * s * s..(ch + 1) * s * s].fill((114.0 / 255.0 - mean[ch]) / std[ch]);
+    }
+    let (fw, fh) = (fit.width, fit.height);
+    for fy in 0..fh {
+        let y0 = fy * h / fh;
+        let y1 = ((fy + 1) * h / fh).max(y0 + 1).min(h);
+        let oy = fy + fit.pad_y;
+        for fx in 0..fw {
+            let ox = fx + fit.pad_x;
+            let x0 = fx * w / fw;
+            let x1 = ((fx + 1) * w / fw).max(x0 + 1).min(w);
             let mut acc = [0u32; 3];
             for y in y0..y1 {
                 let row = &frame.pixels[(y * w + x0) * 3..(y * w + x1) * 3];
@@ -108,7 +188,7 @@ pub fn area_resize_normalised(frame: &Frame, s: usize, mean: [f32; 3], std: [f32
     out
 }
 
-/// Turn a probability map into detections in frame pixels.
+/// Turn the model's output into detections in frame pixels.
 pub fn postprocess(
     shape: &[i64],
     data: &[f32],
@@ -116,16 +196,25 @@ pub fn postprocess(
     frame_w: u32,
     frame_h: u32,
 ) -> Result<Vec<Detection>, DetectionError> {
+    if let Some(index) = data.iter().position(|v| !v.is_finite()) {
+        return Err(DetectionError::NotFinite { name: c.output_name.clone(), index });
+    }
+    match c.format {
+        OutputFormat::ProbMap => prob_map(shape, data, c, frame_w, frame_h),
+        OutputFormat::Yolo | OutputFormat::YoloNms => super::yolo::decode(shape, data, c, frame_w, frame_h),
+    }
+}
+
+/// A per-class probability map: 8-connected components of cells over the
+/// threshold, one box each.
+fn prob_map(shape: &[i64], data: &[f32], c: &DetectorContract, frame_w: u32, frame_h: u32) -> Result<Vec<Detection>, DetectionError> {
     let nc = c.classes.len();
-    let bad = || DetectionError::BadShape { name: c.output_name.clone(), shape: shape.to_vec(), classes: nc };
+    let bad = || DetectionError::BadShape { name: c.output_name.clone(), shape: shape.to_vec(), expected: format!("[1, {nc}, h, w]") };
     let [1, classes, mh, mw] = shape else {
         return Err(bad());
     };
     if *classes as usize != nc || *mh <= 0 || *mw <= 0 || data.len() != nc * (*mh as usize) * (*mw as usize) {
         return Err(bad());
-    }
-    if let Some(index) = data.iter().position(|v| !v.is_finite()) {
-        return Err(DetectionError::NotFinite { name: c.output_name.clone(), index });
     }
     let (mh, mw) = (*mh as usize, *mw as usize);
     let plane = mh * mw;
@@ -203,7 +292,32 @@ mod tests {
             classes: vec!["a".into(), "b".into()],
             score_threshold: 0.5,
             nms_iou: 0.5,
+            format: OutputFormat::ProbMap,
+            resize: Resize::Squash,
         }
+    }
+
+    #[test]
+    fn a_letterboxed_frame_keeps_its_aspect_and_maps_boxes_back() {
+        // 640 x 360 into 320: scale 0.5, 320 x 180 centred, 70 px bars.
+        let fit = Fit::new(Resize::Letterbox, 320, 640, 360);
+        assert_eq!((fit.width, fit.height, fit.pad_x, fit.pad_y), (320, 180, 0, 70));
+        assert_eq!(fit.to_frame([128.0, 144.0, 192.0, 176.0], 640, 360), [256.0, 148.0, 384.0, 212.0]);
+        // A box in the bar is clamped to the frame.
+        assert_eq!(fit.to_frame([0.0, 0.0, 10.0, 60.0], 640, 360), [0.0, 0.0, 20.0, 0.0]);
+        let frame = Frame::new(
+            1,
+            std::time::Instant::now(),
+            64,
+            32,
+            crate::video::frame::PixelFormat::Rgb8,
+            std::sync::Arc::new(vec![255u8; 64 * 32 * 3]),
+        )
+        .unwrap();
+        let c = DetectorContract { input_size: 16, resize: Resize::Letterbox, ..contract() };
+        let x = preprocess(&frame, &c);
+        // Rows 0..4 and 12..16 are the grey bars, rows 4..12 the white frame.
+        assert!((x[0] - 114.0 / 255.0).abs() < 1e-6 && (x[4 * 16] - 1.0).abs() < 1e-6 && (x[12 * 16] - 114.0 / 255.0).abs() < 1e-6);
     }
 
     #[test]
@@ -228,7 +342,10 @@ mod tests {
             postprocess(&[1, 2, 4, 4], &data, &contract(), 8, 8),
             Err(DetectionError::NotFinite { name: "prob_map".into(), index: 5 })
         );
-        assert!(matches!(postprocess(&[1, 3, 4, 4], &data, &contract(), 8, 8), Err(DetectionError::BadShape { .. })));
+        assert!(
+            matches!(postprocess(&[1, 3, 4, 4], &[0f32; 32], &contract(), 8, 8), Err(DetectionError::BadShape { .. })),
+            "a wrong shape"
+        );
     }
 
     #[test]

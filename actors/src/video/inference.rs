@@ -45,6 +45,23 @@ pub struct InferenceConfig {
 }
 
 impl InferenceConfig {
+    /// Apply the model card's own contract (a bring-your-own detector, see
+    /// [`super::model_card`]) over the configured one; nothing when the card
+    /// has none or the model has no card.
+    pub fn apply_card(&mut self) -> Result<(), super::model_card::CardError> {
+        let Some(card) = ModelCard::read(Path::new(&self.detector_model))? else { return Ok(()) };
+        if let Some(d) = card.detector {
+            self.detector = d;
+        }
+        if let Some(h) = card.high_risk_classes {
+            self.high_risk_classes = h;
+        }
+        if let Some(t) = card.high_risk_threshold {
+            self.high_risk_threshold = t;
+        }
+        Ok(())
+    }
+
     pub fn validate(&self, path: &str) -> Result<(), crate::config::ConfigError> {
         use crate::config::{check_int, check_range, ConfigError};
         check_int(&format!("{path}.threads"), self.threads as u64, 1, 64, "threads")?;

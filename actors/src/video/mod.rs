@@ -13,7 +13,8 @@
 //! - [`capture`], [`display_sink`]: the pass-through path.
 //! - [`quality`], [`freeze`], [`selector`], [`analysis`]: picking target frames.
 //! - [`onnx`], [`detection`], [`inference`], [`ai_state`]: the AI branch;
-//!   [`model_card`]: where a detector may raise lesion alarms.
+//!   [`model_card`]: where a detector may raise lesion alarms, and a
+//!   bring-your-own detector's contract; [`yolo`]: YOLO-style outputs.
 //! - [`enhance`]: the optional enhancement stage (sharpness, site, deblurring, in-order release).
 //! - [`archive`]: pedal stills with their sidecar; [`channels`]: shared state.
 
@@ -33,3 +34,4 @@ pub mod onnx;
 pub mod quality;
 pub mod selector;
 pub mod source;
+pub mod yolo;

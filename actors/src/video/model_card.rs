@@ -8,7 +8,17 @@
 //! them ([`lesion_alarms`]); everywhere else the boxes are still drawn, but
 //! nothing is marked high-risk and no alarm sounds. A model without a card
 //! never raises an alarm: the tower cannot know where it is valid.
+//!
+//! Bring your own detector: a card with a `[detector]` table (the same
+//! fields as `[video.inference.detector]`: input and output names, input
+//! size, normalisation, `resize = "squash" | "letterbox"`, `format =
+//! "prob_map" | "yolo" | "yolo_nms"`, class names, thresholds) and
+//! optionally `high_risk_classes` / `high_risk_threshold` replaces the
+//! configured contract ([`crate::video::inference::InferenceConfig::apply_card`]),
+//! so a YOLO export runs without a change to the tower's config beyond
+//! `detector_model`.
 
+use super::detection::DetectorContract;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -55,10 +65,20 @@ pub struct ModelCard {
     pub trained_on: String,
     /// Procedure types where its lesion alarms are valid.
     pub procedures: Vec<Procedure>,
-    /// Class names in output order; must equal the configured contract's.
+    /// Class names in output order; must equal the configured contract's
+    /// (may be left out when the card has a `[detector]` table).
+    #[serde(default)]
     pub classes: Vec<String>,
     #[serde(default)]
     pub notes: String,
+    /// The model's own contract, replacing `[video.inference.detector]`.
+    #[serde(default)]
+    pub detector: Option<DetectorContract>,
+    /// Replace the configured high-risk classes and threshold.
+    #[serde(default)]
+    pub high_risk_classes: Option<Vec<String>>,
+    #[serde(default)]
+    pub high_risk_threshold: Option<f32>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -75,9 +95,9 @@ impl ModelCard {
         model.with_extension("card.toml")
     }
 
-    /// The card of `model`, checked against the configured `classes`;
-    /// `None` when the model has none.
-    pub fn load(model: &Path, classes: &[String]) -> Result<Option<ModelCard>, CardError> {
+    /// The card of `model`, consistent in itself; `None` when the model has
+    /// none.
+    pub fn read(model: &Path) -> Result<Option<ModelCard>, CardError> {
         let path = Self::path_for(model);
         let file = path.display().to_string();
         let text = match std::fs::read_to_string(&path) {
@@ -85,8 +105,38 @@ impl ModelCard {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CardError::Read { file, message: e.to_string() }),
         };
-        let card: ModelCard = toml::from_str(&text).map_err(|e| CardError::Read { file: file.clone(), message: e.to_string() })?;
-        card.validate(&file, classes)?;
+        let mut card: ModelCard = toml::from_str(&text).map_err(|e| CardError::Read { file: file.clone(), message: e.to_string() })?;
+        let field = |field, message: String| Err(CardError::Field { file: file.clone(), field, message });
+        if let Some(d) = &card.detector {
+            if card.classes.is_empty() {
+                card.classes = d.classes.clone();
+            } else if card.classes != d.classes {
+                return field("classes", format!("{:?} differ from detector.classes {:?}", card.classes, d.classes));
+            }
+            if !matches!(d.input_size, 16..=2048) {
+                return field("detector.input_size", format!("{}: expected 16 ..= 2048 px", d.input_size));
+            }
+            if let Some((i, s)) = d.std.iter().enumerate().find(|(_, s)| !(**s > 0.0)) {
+                return field("detector.std", format!("[{i}] = {s}: expected a positive number"));
+            }
+        }
+        if card.classes.is_empty() {
+            return field("classes", "at least one class (or a [detector] table with its classes)".into());
+        }
+        if let Some(h) = card.high_risk_classes.iter().flatten().find(|h| !card.classes.contains(h)) {
+            return field("high_risk_classes", format!("{h:?} is not one of {:?}", card.classes));
+        }
+        if let Some(t) = card.high_risk_threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+            return field("high_risk_threshold", format!("{t}: expected 0 ..= 1"));
+        }
+        Ok(Some(card))
+    }
+
+    /// The card of `model`, checked against the configured `classes`;
+    /// `None` when the model has none.
+    pub fn load(model: &Path, classes: &[String]) -> Result<Option<ModelCard>, CardError> {
+        let Some(card) = Self::read(model)? else { return Ok(None) };
+        card.validate(&Self::path_for(model).display().to_string(), classes)?;
         Ok(Some(card))
     }
 
@@ -133,6 +183,9 @@ mod tests {
             procedures,
             classes: vec!["adenoma".into()],
             notes: String::new(),
+            detector: None,
+            high_risk_classes: None,
+            high_risk_threshold: None,
         }
     }
 

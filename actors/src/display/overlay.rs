@@ -107,6 +107,8 @@ pub struct StatusIndicators {
     pub ai_demo: bool,
     /// Why lesion alarms are off for this exam, when they are.
     pub lesion_alarms_off: Option<String>,
+    /// The scene gate saw no image in the analysed frame.
+    pub no_image: bool,
     /// `None` when there is no enhancement stage; else on/off and the
     /// fraction of frames enhanced.
     pub enhancement: Option<(bool, f32)>,
@@ -245,6 +247,7 @@ impl Overlay {
                 ai_offline,
                 ai_demo: i.result.as_ref().is_some_and(|r| r.context.demo),
                 lesion_alarms_off: i.result.as_ref().and_then(|r| r.context.alarms_off.clone()),
+                no_image: i.result.as_ref().is_some_and(|r| r.context.scene == crate::video::content_area::Scene::NoImage),
                 enhancement: i.enhancement,
                 ready,
             },
@@ -343,7 +346,11 @@ mod tests {
         // A demo model in an exam it is not valid for: boxes drawn, none
         // high-risk, and the screen says why.
         if let Some(r) = i.result.as_mut() {
-            r.context = crate::video::ai_state::AiContext { demo: true, alarms_off: Some("model not valid for laparoscopy".into()) };
+            r.context = crate::video::ai_state::AiContext {
+                demo: true,
+                alarms_off: Some("model not valid for laparoscopy".into()),
+                ..Default::default()
+            };
         }
         let o = Overlay::build(&i);
         assert_eq!(o.detections.len(), 3);

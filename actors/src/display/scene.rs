@@ -194,10 +194,13 @@ pub fn layout(overlay: &Overlay, width: u32, height: u32, t_ms: u64) -> Scene {
             status.push((format!("AI OFFLINE: {r}"), AMBER));
         }
     }
+    if s.ai_offline.is_none() && s.no_image {
+        status.push(("NO IMAGE - AI paused".into(), AMBER));
+    }
     if s.ai_offline.is_none() && s.ai_demo {
         status.push(("DEMO MODEL - not for diagnosis".into(), AMBER));
     }
-    if let (None, Some(why)) = (&s.ai_offline, &s.lesion_alarms_off) {
+    if let (None, Some(why), false) = (&s.ai_offline, &s.lesion_alarms_off, s.no_image) {
         let r: String = why.chars().take(32).collect();
         status.push((format!("LESION ALARMS OFF: {r}"), AMBER));
     }

@@ -311,6 +311,7 @@ impl Core {
             high_risk: r.high_risk,
             demo: r.context.demo,
             alarms_off: r.context.alarms_off.clone(),
+            scene: r.context.scene,
         };
         let payload = |seq| {
             msg.seq = seq;

@@ -279,6 +279,9 @@ pub struct AiMsg {
     /// model card, or unknown); absent when they are on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarms_off: Option<String>,
+    /// What the analysed frame showed: `full`, `circle` (with `x`, `y`, `r`,
+    /// `score` in frame pixels) or `no_image`.
+    pub scene: crate::video::content_area::Scene,
 }
 
 /// `cmd/<client-id>`: a remote command. Unknown fields are rejected.

@@ -41,6 +41,8 @@ pub struct AiContext {
     pub demo: bool,
     /// `None` when lesion alarms are on for this exam; else why they are off.
     pub alarms_off: Option<String>,
+    /// What the frame showed (the scene gate).
+    pub scene: super::content_area::Scene,
 }
 
 impl AiResult {

@@ -10,10 +10,11 @@
 //! the selector and the live picture is unaffected.
 
 use super::ai_state::AiChannels;
+use super::content_area::Scene;
 use super::frame::FrameRef;
 use super::freeze::FreezeDetector;
 use super::inference::InferenceMsg;
-use super::quality::{measure, QualityConfig, Verdict};
+use super::quality::{measure_in, QualityConfig, Verdict};
 use super::selector::{Pick, Reason, Selector};
 use crate::device_status::PedalPress;
 use crate::supervisor::Liveness;
@@ -79,7 +80,8 @@ pub struct AnalysisArgs {
 pub enum AnalysisMsg {
     Frame(FrameRef, RpcReplyPort<()>),
     Pedal,
-    ResultFor(u64),
+    /// A result came for frame `seq`; the scene gate saw `Scene` in it.
+    ResultFor(u64, Scene),
 }
 
 pub struct AnalysisState {
@@ -92,6 +94,8 @@ pub struct AnalysisState {
     picks: broadcast::Sender<Pick>,
     liveness: Liveness,
     forwarder: tokio::task::JoinHandle<()>,
+    /// What the scene gate saw in the latest result.
+    scene: Scene,
 }
 
 pub struct AnalysisActor;
@@ -115,8 +119,8 @@ async fn forward(
             },
             r = results.changed() => {
                 if r.is_err() { return; }
-                let seq = results.borrow_and_update().as_ref().map(|r| r.frame_seq);
-                if let Some(seq) = seq { if me.cast(AnalysisMsg::ResultFor(seq)).is_err() { return; } }
+                let seen = results.borrow_and_update().as_ref().map(|r| (r.frame_seq, r.context.scene));
+                if let Some((seq, scene)) = seen { if me.cast(AnalysisMsg::ResultFor(seq, scene)).is_err() { return; } }
             }
         }
     }
@@ -161,6 +165,7 @@ impl Actor for AnalysisActor {
             picks: a.picks,
             liveness: a.liveness,
             forwarder,
+            scene: Scene::Full,
         })
     }
 
@@ -175,7 +180,13 @@ impl Actor for AnalysisActor {
         match msg {
             AnalysisMsg::Frame(frame, reply) => {
                 s.stats.frames.fetch_add(1, Ordering::Relaxed);
-                let verdict = measure(&frame, s.cfg.quality.step).verdict(&s.cfg.quality);
+                // Inside the image circle the scene gate last found, so the
+                // black border does not make a good picture "too dark".
+                let circle = match s.scene {
+                    Scene::Circle { x, y, r, .. } => Some((x, y, r)),
+                    Scene::Full | Scene::NoImage => None,
+                };
+                let verdict = measure_in(&frame, s.cfg.quality.step, circle).verdict(&s.cfg.quality);
                 match verdict {
                     Verdict::Pass => {}
                     Verdict::TooDark => drop(s.stats.too_dark.fetch_add(1, Ordering::Relaxed)),
@@ -204,7 +215,8 @@ impl Actor for AnalysisActor {
                     }
                 }
             }
-            AnalysisMsg::ResultFor(seq) => {
+            AnalysisMsg::ResultFor(seq, scene) => {
+                s.scene = scene;
                 s.selector.result(seq);
             }
         }

@@ -14,7 +14,9 @@
 
 use super::ai_state::{AiChannels, AiContext, AiResult, AiStatus};
 use super::archive::ExamInfo;
+use super::content_area::{crop, ContentArea, ContentAreaConfig, Scene};
 use super::detection::{postprocess, preprocess, Detection, DetectorContract};
+use super::frame::Frame;
 use super::model_card::{lesion_alarms, ModelCard, ModelStatus};
 use super::onnx::{load_runtime, Model};
 use super::selector::Pick;
@@ -42,6 +44,10 @@ pub struct InferenceConfig {
     /// Classes that raise the high-risk alarm above the threshold.
     pub high_risk_classes: Vec<String>,
     pub high_risk_threshold: f32,
+    /// The scene gate (`[video.inference.content_area]`): analyse only the
+    /// image circle, nothing in a frame without an image. Off when absent.
+    #[serde(default)]
+    pub content_area: Option<ContentAreaConfig>,
 }
 
 impl InferenceConfig {
@@ -66,6 +72,9 @@ impl InferenceConfig {
         use crate::config::{check_int, check_range, ConfigError};
         check_int(&format!("{path}.threads"), self.threads as u64, 1, 64, "threads")?;
         check_int(&format!("{path}.deadline_ms"), self.deadline_ms, 5, 60_000, "ms")?;
+        if let Some(ca) = &self.content_area {
+            ca.validate(&format!("{path}.content_area"))?;
+        }
         check_range(&format!("{path}.high_risk_threshold"), f64::from(self.high_risk_threshold), 0.0, 1.0, "")?;
         let d = &self.detector;
         check_int(&format!("{path}.detector.input_size"), u64::from(d.input_size), 16, 2048, "px")?;
@@ -101,7 +110,7 @@ pub struct InferenceHooks {
 
 pub enum InferenceMsg {
     Infer(Pick),
-    Done { seq: u64, outcome: Result<Vec<Detection>, String>, pick: Pick },
+    Done { seq: u64, outcome: Result<(Vec<Detection>, Scene), String>, pick: Pick },
     Watchdog,
     TestPanic,
 }
@@ -156,7 +165,36 @@ fn offline(channels: &AiChannels, reason: &str) {
     channels.status.send_replace(AiStatus::Offline { reason: reason.to_string() });
 }
 
-fn worker(mut model: Model, cfg: InferenceConfig, hooks: Arc<InferenceHooks>, jobs: std::sync::mpsc::Receiver<Job>) {
+/// The detector on the part of `f` the scene gate says holds the image
+/// (boxes in `f`'s pixels), and what the gate saw.
+pub fn analyse(
+    model: &mut Model,
+    gate: Option<&mut ContentArea>,
+    f: &Frame,
+    c: &DetectorContract,
+) -> Result<(Vec<Detection>, Scene), String> {
+    let scene = match gate {
+        Some(g) => g.scene_cached(f).map_err(|e| format!("scene gate: {e}"))?,
+        None => Scene::Full,
+    };
+    let Some(b) = scene.crop(f.width, f.height) else { return Ok((Vec::new(), scene)) };
+    let part = crop(f, b).map_err(|e| e.to_string())?;
+    let s = i64::from(c.input_size);
+    let (shape, data) = model.run(&c.input_name, [1, 3, s, s], preprocess(&part, c), &c.output_name).map_err(|e| e.to_string())?;
+    let mut dets = postprocess(&shape, &data, c, part.width, part.height).map_err(|e| e.to_string())?;
+    for d in &mut dets {
+        (d.x0, d.x1, d.y0, d.y1) = (d.x0 + b[0] as f32, d.x1 + b[0] as f32, d.y0 + b[1] as f32, d.y1 + b[1] as f32);
+    }
+    Ok((dets, scene))
+}
+
+fn worker(
+    mut model: Model,
+    mut gate: Option<ContentArea>,
+    cfg: InferenceConfig,
+    hooks: Arc<InferenceHooks>,
+    jobs: std::sync::mpsc::Receiver<Job>,
+) {
     for job in jobs {
         let hang = hooks.hang_next_ms.swap(0, Ordering::AcqRel);
         if hang > 0 {
@@ -166,14 +204,17 @@ fn worker(mut model: Model, cfg: InferenceConfig, hooks: Arc<InferenceHooks>, jo
         let f = job.pick.frame.clone();
         let c = &cfg.detector;
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let s = i64::from(c.input_size);
-            let (shape, mut data) = model.run(&c.input_name, [1, 3, s, s], preprocess(&f, c), &c.output_name).map_err(|e| e.to_string())?;
             if nan {
+                // The test hook: a non-finite output, as a broken model gives.
+                let s = i64::from(c.input_size);
+                let (shape, mut data) =
+                    model.run(&c.input_name, [1, 3, s, s], preprocess(&f, c), &c.output_name).map_err(|e| e.to_string())?;
                 if let Some(v) = data.first_mut() {
                     *v = f32::NAN;
                 }
+                return postprocess(&shape, &data, c, f.width, f.height).map(|d| (d, Scene::Full)).map_err(|e| e.to_string());
             }
-            postprocess(&shape, &data, c, f.width, f.height).map_err(|e| e.to_string())
+            analyse(&mut model, gate.as_mut(), &f, c)
         }))
         .unwrap_or_else(|_| Err("inference worker panicked".into()));
         // The actor may be gone (restarted after a hang): then we are done.
@@ -210,12 +251,15 @@ impl Actor for InferenceActor {
         std::thread::Builder::new().name("inference".into()).spawn(move || {
             // ONNX Runtime's own threads are created below and inherit this.
             crate::thread_priority::make_background("inference", crate::thread_priority::INFERENCE_NICE);
-            let opened = load_runtime(&PathBuf::from(&cfg.runtime_library))
-                .and_then(|()| Model::open(&PathBuf::from(&cfg.detector_model), cfg.threads));
+            let opened = load_runtime(&PathBuf::from(&cfg.runtime_library)).and_then(|()| {
+                let model = Model::open(&PathBuf::from(&cfg.detector_model), cfg.threads)?;
+                let gate = cfg.content_area.as_ref().map(|ca| ContentArea::open(ca, cfg.threads)).transpose()?;
+                Ok((model, gate))
+            });
             match opened {
-                Ok(model) => {
+                Ok((model, gate)) => {
                     let _ = ready_tx.send(Ok(()));
-                    worker(model, cfg, hooks, rx);
+                    worker(model, gate, cfg, hooks, rx);
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -274,7 +318,7 @@ impl Actor for InferenceActor {
                 if s.in_flight.map(|f| f.0) == Some(seq) {
                     s.in_flight = None;
                 }
-                let detections = match outcome {
+                let (detections, scene) = match outcome {
                     Ok(d) => d,
                     Err(e) => {
                         let reason = format!("inference failed: {e}");
@@ -285,10 +329,11 @@ impl Actor for InferenceActor {
                 };
                 // Lesion alarms only where the model is valid for the exam.
                 let procedure = s.exam.borrow().procedure;
-                let context = AiContext {
-                    demo: s.card.as_ref().is_some_and(|c| c.status == ModelStatus::Demo),
-                    alarms_off: lesion_alarms(s.card.as_ref(), procedure).err(),
+                let alarms_off = match scene {
+                    Scene::NoImage => Some("no image".to_string()),
+                    _ => lesion_alarms(s.card.as_ref(), procedure).err(),
                 };
+                let context = AiContext { demo: s.card.as_ref().is_some_and(|c| c.status == ModelStatus::Demo), alarms_off, scene };
                 // Name only the detections that make it high-risk.
                 let d: Vec<String> = detections
                     .iter()

@@ -11,7 +11,8 @@
 //!
 //! - [`frame`]: the shared frame; [`source`]: where frames come from.
 //! - [`capture`], [`display_sink`]: the pass-through path.
-//! - [`quality`], [`freeze`], [`selector`], [`analysis`]: picking target frames.
+//! - [`quality`], [`freeze`], [`selector`], [`analysis`]: picking target frames;
+//!   [`content_area`]: the scene gate (image circle, or no image).
 //! - [`onnx`], [`detection`], [`inference`], [`ai_state`]: the AI branch;
 //!   [`model_card`]: where a detector may raise lesion alarms, and a
 //!   bring-your-own detector's contract; [`yolo`]: YOLO-style outputs.
@@ -23,6 +24,7 @@ pub mod analysis;
 pub mod archive;
 pub mod capture;
 pub mod channels;
+pub mod content_area;
 pub mod detection;
 pub mod display_sink;
 pub mod enhance;

@@ -79,9 +79,24 @@ impl Quality {
 /// (not down-scaling the image) keeps the gradients at pixel scale, where
 /// motion blur removes them, at 1/step^2 of the cost.
 pub fn measure(frame: &Frame, step: u32) -> Quality {
+    measure_in(frame, step, None)
+}
+
+/// [`measure`] inside the circle `(cx, cy, r)` only when one is given (the
+/// image circle from the scene gate, so the black border around the image
+/// does not count as dark or flat).
+pub fn measure_in(frame: &Frame, step: u32, circle: Option<(f32, f32, f32)>) -> Quality {
     let step = step.max(1) as usize;
     let (w, h) = (frame.width as usize, frame.height as usize);
-    if w < 3 || h < 3 {
+    let (x0, y0, x1, y1) = match circle {
+        Some((cx, cy, r)) => {
+            let c = |v: f32, max: usize| (v.max(0.0) as usize).min(max);
+            (c(cx - r, w), c(cy - r, h), c(cx + r + 1.0, w), c(cy + r + 1.0, h))
+        }
+        None => (0, 0, w, h),
+    };
+    let inside = |x: usize, y: usize| circle.is_none_or(|(cx, cy, r)| (x as f32 - cx).hypot(y as f32 - cy) <= r);
+    if x1 < x0 + 3 || y1 < y0 + 3 {
         return Quality { brightness: 0.0, gradient_x: 0.0, gradient_y: 0.0 };
     }
     let px = &frame.pixels;
@@ -90,8 +105,11 @@ pub fn measure(frame: &Frame, step: u32) -> Quality {
         (77 * i32::from(px[i]) + 150 * i32::from(px[i + 1]) + 29 * i32::from(px[i + 2])) >> 8
     };
     let (mut sum, mut sx, mut sy, mut n) = (0u64, 0u64, 0u64, 0u64);
-    for y in (1..h - 1).step_by(step) {
-        for x in (1..w - 1).step_by(step) {
+    for y in (y0 + 1..y1 - 1).step_by(step) {
+        for x in (x0 + 1..x1 - 1).step_by(step) {
+            if !inside(x, y) {
+                continue;
+            }
             let gx = (l(x + 1, y - 1) + 2 * l(x + 1, y) + l(x + 1, y + 1)) - (l(x - 1, y - 1) + 2 * l(x - 1, y) + l(x - 1, y + 1));
             let gy = (l(x - 1, y + 1) + 2 * l(x, y + 1) + l(x + 1, y + 1)) - (l(x - 1, y - 1) + 2 * l(x, y - 1) + l(x + 1, y - 1));
             sum += l(x, y) as u64;
@@ -139,6 +157,17 @@ mod tests {
     fn a_dark_frame_is_rejected_as_too_dark() {
         let q = measure(&frame(256, 256, |x, y| checker(x, y).map(|c| c / 10)), 2);
         assert_eq!(q.verdict(&QualityConfig::default()), Verdict::TooDark, "{q:?}");
+    }
+
+    #[test]
+    fn inside_the_image_circle_the_black_border_does_not_count() {
+        // A good picture in a circle of radius 80 inside a black 256 x 256 frame.
+        let (cx, cy, r) = (128.0f32, 128.0f32, 80.0f32);
+        let f = frame(256, 256, |x, y| if (x as f32 - cx).hypot(y as f32 - cy) <= r { checker(x, y) } else { [0, 0, 0] });
+        let cfg = QualityConfig::default();
+        assert_eq!(measure(&f, 2).verdict(&cfg), Verdict::TooDark, "the whole frame, border included");
+        let q = measure_in(&f, 2, Some((cx, cy, r)));
+        assert_eq!(q.verdict(&cfg), Verdict::Pass, "{q:?}");
     }
 
     #[test]

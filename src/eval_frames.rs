@@ -124,8 +124,11 @@ pub fn detector(cfg: &TowerConfig, dir: &Path, labels: &Path) -> Result<FramesRe
         let frame = load_frame(&dir.join(&item.file), i as u64 + 1)?;
         let t0 = Instant::now();
         // Each frame is a new scene: fitted afresh, as the tower does for a new picture.
-        let (dets, scene) =
-            analyse(&mut model, gate.as_mut().map(|g| g.fresh()), &frame, c).map_err(|e| anyhow::anyhow!("{}: {e}", item.file))?;
+        let scene = match gate.as_mut() {
+            Some(g) => g.scene(&frame)?,
+            None => Scene::Full,
+        };
+        let (dets, scene) = analyse(&mut model, scene, &frame, c).map_err(|e| anyhow::anyhow!("{}: {e}", item.file))?;
         total_ms += t0.elapsed().as_secs_f64() * 1e3;
         let negative = match item.kind.as_str() {
             "polyp" => false,

@@ -171,6 +171,22 @@ pub struct TowerConfig {
     pub telemetry: TelemetryConfig,
 }
 
+/// The island reaches a device where the control plane does unless
+/// `[safety.<name>]` names a line of its own: `transport` and `unit` missing
+/// there are taken from `[devices.<name>.link]`, so a device's address is
+/// written (and overridden from the environment) in one place.
+fn island_links_default_to_devices(v: &mut serde_json::Value) {
+    for dev in ["insufflator", "light", "camera", "pedal"] {
+        let Some(link) = v.pointer(&format!("/devices/{dev}/link")).cloned() else { continue };
+        let Some(island) = v.pointer_mut(&format!("/safety/{dev}")).and_then(serde_json::Value::as_object_mut) else { continue };
+        for key in ["transport", "unit"] {
+            if let (false, Some(val)) = (island.contains_key(key), link.get(key)) {
+                island.insert(key.to_string(), val.clone());
+            }
+        }
+    }
+}
+
 /// Config keys whose environment value is a comma-separated list, and
 /// whether its elements are numbers. Every other key takes one value (a
 /// number, a bool or a string); tables are reached key by key.
@@ -267,7 +283,8 @@ impl TowerConfig {
         Self::from_value(value)
     }
 
-    fn from_value(value: serde_json::Value) -> Result<Self, ConfigLoadError> {
+    fn from_value(mut value: serde_json::Value) -> Result<Self, ConfigLoadError> {
+        island_links_default_to_devices(&mut value);
         let mut cfg: TowerConfig = serde_path_to_error::deserialize(value)
             .map_err(|e| ConfigLoadError::Field { path: e.path().to_string(), message: e.into_inner().to_string() })?;
         cfg.apply_model_card()?;

@@ -1,5 +1,7 @@
 //! Bad configuration gives a clear error naming the field, and a non-zero exit.
 
+use endotower::tower_config::TowerConfig;
+use endotower_actors::config::Transport;
 use std::process::Command;
 
 fn endotower(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
@@ -131,15 +133,27 @@ fn a_serial_line_shared_by_the_island_and_a_device_actor_is_refused() {
         "[devices.insufflator.link]\nunit = 1\ntimeout_ms = 50\ntransport = { kind = \"tcp\", addr = \"127.0.0.1:15021\" }",
         "[devices.insufflator.link]\nunit = 1\ntimeout_ms = 50\ntransport = { kind = \"rtu\", path = \"/dev/ttyUSB0\", baud = 4000000 }",
     );
-    let text = std::fs::read_to_string(&p).unwrap().replace(
-        "[safety.light]\nunit = 2\nbackoff_initial_ms = 5\nbackoff_max_ms = 100\ntransport = { kind = \"tcp\", addr = \"127.0.0.1:15022\" }",
-        "[safety.light]\nunit = 2\nbackoff_initial_ms = 5\nbackoff_max_ms = 100\ntransport = { kind = \"rtu\", path = \"/dev/ttyUSB0\", baud = 4000000 }",
-    );
+    // The island would reach the insufflator on the same line by default.
+    let (ok, out) = endotower(&["check-config", p.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(out.contains("devices.insufflator.link.transport.path") && out.contains("safety.insufflator uses it"), "{out}");
+    // Its own line for the island's insufflator link, but the light's island
+    // link put on the device actor's line.
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace(
+            "[safety.insufflator]\nbackoff_initial_ms = 5",
+            "[safety.insufflator]\ntransport = { kind = \"rtu\", path = \"/dev/ttyUSB1\", baud = 4000000 }\nbackoff_initial_ms = 5",
+        )
+        .replace(
+            "[safety.light]\nbackoff_initial_ms = 5\nbackoff_max_ms = 100\n",
+            "[safety.light]\nbackoff_initial_ms = 5\nbackoff_max_ms = 100\ntransport = { kind = \"rtu\", path = \"/dev/ttyUSB0\", baud = 4000000 }\n",
+        );
     assert!(text.contains("path = \"/dev/ttyUSB0\", baud = 4000000 }\n\n[safety.camera]"), "fixture did not apply");
     std::fs::write(&p, text).unwrap();
     let (ok, out) = endotower(&["check-config", p.to_str().unwrap()], &[]);
     assert!(!ok);
-    assert!(out.contains("devices.insufflator.link.transport.path") && out.contains("safety.light"), "{out}");
+    assert!(out.contains("devices.insufflator.link.transport.path") && out.contains("safety.light uses it"), "{out}");
     let _ = std::fs::remove_file(p);
 }
 
@@ -147,8 +161,8 @@ fn a_serial_line_shared_by_the_island_and_a_device_actor_is_refused() {
 fn an_island_serial_line_too_slow_for_its_request_timeout_is_refused() {
     let p = write_conf(
         "slow-line",
-        "[safety.light]\nunit = 2\nbackoff_initial_ms = 5\nbackoff_max_ms = 100\ntransport = { kind = \"tcp\", addr = \"127.0.0.1:15022\" }",
-        "[safety.light]\nunit = 2\nbackoff_initial_ms = 5\nbackoff_max_ms = 100\ntransport = { kind = \"rtu\", path = \"/dev/ttyUSB1\", baud = 115200 }",
+        "[safety.light]\nbackoff_initial_ms = 5\nbackoff_max_ms = 100\n",
+        "[safety.light]\nbackoff_initial_ms = 5\nbackoff_max_ms = 100\ntransport = { kind = \"rtu\", path = \"/dev/ttyUSB1\", baud = 115200 }\n",
     );
     let (ok, out) = endotower(&["check-config", p.to_str().unwrap()], &[]);
     assert!(!ok);
@@ -175,4 +189,27 @@ fn the_environment_switches_to_an_external_broker_and_sets_list_keys() {
     let (ok, out) = endotower(&["check-config", "conf/tower.toml"], &remote);
     assert!(!ok);
     assert!(out.contains("telemetry.broker.password_file"), "{out}");
+}
+
+#[test]
+fn a_device_address_is_written_once_for_the_control_plane_and_the_island() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/tower.toml")).unwrap();
+    let moved = text.replace("addr = \"127.0.0.1:15022\"", "addr = \"10.0.0.5:502\"");
+    assert_ne!(moved, text, "fixture did not apply");
+    let cfg = TowerConfig::from_toml(&moved).unwrap();
+    let want = Transport::Tcp { addr: "10.0.0.5:502".into() };
+    assert_eq!((&cfg.devices.light.link.transport, &cfg.safety.light.transport), (&want, &want));
+    assert_eq!(cfg.safety.light.unit, cfg.devices.light.link.unit);
+    // The island may still have a line of its own.
+    let own = moved.replace(
+        "[safety.light]\nbackoff_initial_ms = 5",
+        "[safety.light]\ntransport = { kind = \"tcp\", addr = \"10.0.0.6:502\" }\nunit = 9\nbackoff_initial_ms = 5",
+    );
+    let cfg = TowerConfig::from_toml(&own).unwrap();
+    assert_eq!((cfg.safety.light.transport.clone(), cfg.safety.light.unit), (Transport::Tcp { addr: "10.0.0.6:502".into() }, 9));
+    assert_eq!(cfg.devices.light.link.transport, want);
+    // One environment variable per device moves both.
+    let (ok, out) =
+        endotower(&["check-config", "conf/tower.toml"], &[("ENDOTOWER__DEVICES__LIGHT__LINK__TRANSPORT__ADDR", "not-an-address")]);
+    assert!(!ok && out.contains("devices.light.link.transport.addr"), "{out}");
 }

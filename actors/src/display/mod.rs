@@ -9,6 +9,8 @@
 //! - [`renderer`]: the compositor chosen by config ([`config`]).
 //! - [`composed`]: the last composed picture, shared with its readers.
 //! - [`window`]: the window output (winit + wgpu surface) and its [`hmi`] keys.
+//! - [`sink`]: the display child: takes every frame it can, composes and
+//!   presents it, releases enhanced frames in order.
 //! - [`overlay_source`]: the tower's state read into the overlay's inputs.
 //! - [`golden`]: image comparison for golden-image tests; [`sample`]: a
 //!   representative overlay for benchmarks and golden images.
@@ -25,6 +27,7 @@ pub mod overlay_source;
 pub mod renderer;
 pub mod sample;
 pub mod scene;
+pub mod sink;
 pub mod text_cache;
 pub mod window;
 

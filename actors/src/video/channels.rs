@@ -6,12 +6,12 @@ use super::ai_state::AiChannels;
 use super::analysis::AnalysisStats;
 use super::archive::ExamInfo;
 use super::capture::CaptureStats;
-use super::display_sink::DisplayStats;
 use super::enhance::channels::EnhanceChannels;
 use super::frame::FrameRef;
 use super::inference::InferenceHooks;
 use super::selector::Pick;
 use crate::display::composed::ComposedSlot;
+use crate::display::sink::DisplayStats;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 

@@ -268,45 +268,20 @@ fn mean_luma(f: &Frame) -> f32 {
     sum / (255.0 * n.max(1) as f32)
 }
 
-/// How long a fitted circle is reused (the scope is not changed every
-/// second; darkness is checked on every frame).
+/// How often the circle is refitted (a scope is not changed every second;
+/// darkness is checked on every frame).
 const REFIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The gate: the edge kernel's session and its thresholds.
 pub struct ContentArea {
     model: Model,
     cfg: ContentAreaConfig,
-    /// The last fit, its frame size and time.
-    last: Option<(Scene, (u32, u32), std::time::Instant)>,
 }
 
 impl ContentArea {
     /// Open the kernel (the ONNX Runtime library must be loaded).
     pub fn open(cfg: &ContentAreaConfig, threads: usize) -> Result<ContentArea, OnnxError> {
-        Ok(ContentArea { model: Model::open(Path::new(&cfg.model), threads)?, cfg: cfg.clone(), last: None })
-    }
-
-    /// What `f` shows: dark frames at once, the circle refitted at most
-    /// once a second for frames of the same size.
-    pub fn scene_cached(&mut self, f: &Frame) -> Result<Scene, OnnxError> {
-        if mean_luma(f) < self.cfg.dark_luma {
-            self.last = None;
-            return Ok(Scene::NoImage);
-        }
-        if let Some((s, size, at)) = self.last {
-            if size == (f.width, f.height) && at.elapsed() < REFIT {
-                return Ok(s);
-            }
-        }
-        let s = self.scene(f)?;
-        self.last = Some((s, (f.width, f.height), std::time::Instant::now()));
-        Ok(s)
-    }
-
-    /// Forget the last fit (the next frame is a different picture).
-    pub fn fresh(&mut self) -> &mut ContentArea {
-        self.last = None;
-        self
+        Ok(ContentArea { model: Model::open(Path::new(&cfg.model), threads)?, cfg: cfg.clone() })
     }
 
     /// What `f` shows, fitted now.
@@ -324,6 +299,53 @@ impl ContentArea {
             Some((x, y, r, score)) if score > self.cfg.circle_threshold => Scene::Circle { x, y, r, score },
             _ => Scene::Full,
         })
+    }
+}
+
+/// The gate for a live stream, off the AI's deadline: the circle is fitted
+/// on a thread of its own (`scene-gate`), at most once a second, from the
+/// latest frame offered; [`BackgroundGate::scene`] answers at once with the
+/// darkness check and the last fit. The thread ends when this is dropped.
+pub struct BackgroundGate {
+    dark_luma: f32,
+    frames: std::sync::mpsc::SyncSender<super::frame::FrameRef>,
+    latest: Arc<std::sync::Mutex<Option<(Scene, (u32, u32))>>>,
+    offered: Option<std::time::Instant>,
+}
+
+impl BackgroundGate {
+    /// Start the fitting thread with `gate`.
+    pub fn start(mut gate: ContentArea) -> std::io::Result<BackgroundGate> {
+        let (frames, rx) = std::sync::mpsc::sync_channel::<super::frame::FrameRef>(1);
+        let latest = Arc::new(std::sync::Mutex::new(None));
+        let dark_luma = gate.cfg.dark_luma;
+        let out = latest.clone();
+        std::thread::Builder::new().name("scene-gate".into()).spawn(move || {
+            crate::thread_priority::make_background("scene-gate", crate::thread_priority::INFERENCE_NICE);
+            for f in rx {
+                // A failed fit leaves the last one (or none: whole frames).
+                if let Ok(s) = gate.scene(&f) {
+                    *out.lock().unwrap_or_else(|p| p.into_inner()) = Some((s, (f.width, f.height)));
+                }
+            }
+        })?;
+        Ok(BackgroundGate { dark_luma, frames, latest, offered: None })
+    }
+
+    /// What `f` shows: no image when dark, else the last fit for frames of
+    /// its size (the whole frame until there is one). Offers `f` for a refit
+    /// when one is due.
+    pub fn scene(&mut self, f: &super::frame::FrameRef) -> Scene {
+        if mean_luma(f) < self.dark_luma {
+            return Scene::NoImage;
+        }
+        if self.offered.is_none_or(|t| t.elapsed() >= REFIT) && self.frames.try_send(f.clone()).is_ok() {
+            self.offered = Some(std::time::Instant::now());
+        }
+        match *self.latest.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((Scene::Circle { x, y, r, score }, size)) if size == (f.width, f.height) => Scene::Circle { x, y, r, score },
+            _ => Scene::Full,
+        }
     }
 }
 

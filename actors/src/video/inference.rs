@@ -14,11 +14,11 @@
 
 use super::ai_state::{AiChannels, AiContext, AiResult, AiStatus};
 use super::archive::ExamInfo;
-use super::content_area::{crop, ContentArea, ContentAreaConfig, Scene};
+use super::content_area::{crop, BackgroundGate, ContentArea, ContentAreaConfig, Scene};
 use super::detection::{postprocess, preprocess, Detection, DetectorContract};
 use super::frame::Frame;
 use super::model_card::{lesion_alarms, ModelCard, ModelStatus};
-use super::onnx::{load_runtime, Model};
+use super::onnx::{load_runtime, Model, OnnxError};
 use super::selector::Pick;
 use crate::events::{EventBus, Severity};
 use crate::supervisor::Liveness;
@@ -165,18 +165,9 @@ fn offline(channels: &AiChannels, reason: &str) {
     channels.status.send_replace(AiStatus::Offline { reason: reason.to_string() });
 }
 
-/// The detector on the part of `f` the scene gate says holds the image
-/// (boxes in `f`'s pixels), and what the gate saw.
-pub fn analyse(
-    model: &mut Model,
-    gate: Option<&mut ContentArea>,
-    f: &Frame,
-    c: &DetectorContract,
-) -> Result<(Vec<Detection>, Scene), String> {
-    let scene = match gate {
-        Some(g) => g.scene_cached(f).map_err(|e| format!("scene gate: {e}"))?,
-        None => Scene::Full,
-    };
+/// The detector on the part of `f` that `scene` says holds the image
+/// (boxes in `f`'s pixels); nothing when there is no image.
+pub fn analyse(model: &mut Model, scene: Scene, f: &Frame, c: &DetectorContract) -> Result<(Vec<Detection>, Scene), String> {
     let Some(b) = scene.crop(f.width, f.height) else { return Ok((Vec::new(), scene)) };
     let part = crop(f, b).map_err(|e| e.to_string())?;
     let s = i64::from(c.input_size);
@@ -190,7 +181,7 @@ pub fn analyse(
 
 fn worker(
     mut model: Model,
-    mut gate: Option<ContentArea>,
+    mut gate: Option<BackgroundGate>,
     cfg: InferenceConfig,
     hooks: Arc<InferenceHooks>,
     jobs: std::sync::mpsc::Receiver<Job>,
@@ -214,7 +205,8 @@ fn worker(
                 }
                 return postprocess(&shape, &data, c, f.width, f.height).map(|d| (d, Scene::Full)).map_err(|e| e.to_string());
             }
-            analyse(&mut model, gate.as_mut(), &f, c)
+            let scene = gate.as_mut().map_or(Scene::Full, |g| g.scene(&f));
+            analyse(&mut model, scene, &f, c)
         }))
         .unwrap_or_else(|_| Err("inference worker panicked".into()));
         // The actor may be gone (restarted after a hang): then we are done.
@@ -253,14 +245,20 @@ impl Actor for InferenceActor {
             crate::thread_priority::make_background("inference", crate::thread_priority::INFERENCE_NICE);
             let opened = load_runtime(&PathBuf::from(&cfg.runtime_library)).and_then(|()| {
                 let model = Model::open(&PathBuf::from(&cfg.detector_model), cfg.threads)?;
-                let gate = cfg.content_area.as_ref().map(|ca| ContentArea::open(ca, cfg.threads)).transpose()?;
+                let gate = cfg.content_area.as_ref().map(|ca| ContentArea::open(ca, 1)).transpose()?;
                 Ok((model, gate))
             });
             match opened {
-                Ok((model, gate)) => {
-                    let _ = ready_tx.send(Ok(()));
-                    worker(model, gate, cfg, hooks, rx);
-                }
+                Ok((model, gate)) => match gate.map(BackgroundGate::start).transpose() {
+                    Ok(gate) => {
+                        let _ = ready_tx.send(Ok(()));
+                        worker(model, gate, cfg, hooks, rx);
+                    }
+                    Err(e) => {
+                        let message = format!("cannot start the scene gate's thread: {e}");
+                        let _ = ready_tx.send(Err(OnnxError::Runtime { path: cfg.detector_model.clone(), message }));
+                    }
+                },
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
                 }

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! - [`frame`]: the shared frame; [`source`]: where frames come from.
-//! - [`capture`], [`display_sink`]: the pass-through path.
+//! - [`capture`] and the display sink (`crate::display::sink`): the pass-through path.
 //! - [`quality`], [`freeze`], [`selector`], [`analysis`]: picking target frames;
 //!   [`content_area`]: the scene gate (image circle, or no image).
 //! - [`onnx`], [`detection`], [`inference`], [`ai_state`]: the AI branch;
@@ -26,7 +26,6 @@ pub mod capture;
 pub mod channels;
 pub mod content_area;
 pub mod detection;
-pub mod display_sink;
 pub mod enhance;
 pub mod frame;
 pub mod freeze;

@@ -6,15 +6,15 @@
 //! compositing time. It never waits on the analysis: the overlay is a
 //! latest-wins value the display actor rebuilds from the tower's state.
 
-use super::enhance::channels::{EnhanceChannels, EnhanceStats, EnhanceStatus};
-use super::enhance::sequencer::{Release, Sequencer};
-use super::frame::FrameRef;
 use crate::display::composed::ComposedSlot;
 use crate::display::config::{DisplayConfig, RendererChoice};
 use crate::display::overlay::Overlay;
 use crate::display::overlay_source::OverlaySource;
 use crate::display::renderer::Renderer;
 use crate::display::scene::layout;
+use crate::video::enhance::channels::{EnhanceChannels, EnhanceStats, EnhanceStatus};
+use crate::video::enhance::sequencer::{Release, Sequencer};
+use crate::video::frame::FrameRef;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;

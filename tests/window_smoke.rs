@@ -154,12 +154,19 @@ fn wait_presented(win: &WindowOutput, seq: u64) {
     std::thread::sleep(Duration::from_millis(300));
 }
 
+/// The two tests run one after the other: the first sets the process's
+/// environment (DISPLAY), which a concurrent `Command::spawn` in the other
+/// reads; run side by side, the tower's window then failed to reach its X
+/// server about one time in two.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 #[test]
 fn hz021_the_window_shows_the_offscreen_render_pixel_for_pixel() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let x = Xvfb::start(W, H);
-    // SAFETY: set before any thread of this test binary reads the
-    // environment (this file holds one in-process window test; winit allows
-    // one event loop per process).
+    // SAFETY: set while no other thread of this test binary reads the
+    // environment (SERIAL; this file holds one in-process window test;
+    // winit allows one event loop per process).
     std::env::set_var("DISPLAY", &x.display);
     std::env::set_var("WGPU_BACKEND", "vulkan");
 
@@ -238,6 +245,7 @@ fn key(display: &str, keys: &[&str]) {
 
 #[test]
 fn hz022_run_with_a_window_presents_frames_and_hmi_keys_go_through_the_command_path() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let x = Xvfb::start(1280, 720);
     let root = env!("CARGO_MANIFEST_DIR");
     let archive = tempdir("window-archive");

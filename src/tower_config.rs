@@ -176,7 +176,7 @@ pub struct TowerConfig {
 /// there are taken from `[devices.<name>.link]`, so a device's address is
 /// written (and overridden from the environment) in one place.
 fn island_links_default_to_devices(v: &mut serde_json::Value) {
-    for dev in ["insufflator", "light", "camera", "pedal"] {
+    for dev in endotower_sim::Device::ALL.map(endotower_sim::Device::name) {
         let Some(link) = v.pointer(&format!("/devices/{dev}/link")).cloned() else { continue };
         let Some(island) = v.pointer_mut(&format!("/safety/{dev}")).and_then(serde_json::Value::as_object_mut) else { continue };
         for key in ["transport", "unit"] {

@@ -14,17 +14,19 @@
 
 use crate::tower_config::TowerConfig;
 use anyhow::{bail, Context, Result};
+use endotower_actors::video::backend::{Backend, BackendKind};
 use endotower_actors::video::content_area::{ContentArea, Scene};
 use endotower_actors::video::detection::iou;
 use endotower_actors::video::frame::{Frame, PixelFormat};
 use endotower_actors::video::inference::analyse;
 use endotower_actors::video::model_card::{lesion_alarms, ModelCard, Procedure};
 use endotower_actors::video::onnx::{load_runtime, Model};
+use endotower_actors::video::remote::{FrameTag, RemoteModel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// IoU at which a polyp box counts as found.
 pub const MATCH_IOU: f32 = 0.3;
@@ -111,7 +113,11 @@ pub fn detector(cfg: &TowerConfig, dir: &Path, labels: &Path) -> Result<FramesRe
     let inf = &cfg.video.inference;
     load_runtime(Path::new(&inf.runtime_library))?;
     let model_path = Path::new(&inf.detector_model);
-    let mut model = Model::open(model_path, inf.threads)?;
+    // The configured backend: the same figures from an inference server.
+    let mut backend: Box<dyn Backend> = match (inf.backend, &inf.remote) {
+        (BackendKind::Remote, Some(r)) => Box::new(RemoteModel::new(r.clone(), Duration::from_millis(inf.deadline_ms.max(5_000)))?),
+        _ => Box::new(Model::open(model_path, inf.threads)?),
+    };
     let card = ModelCard::load(model_path, &inf.detector.classes)?;
     let mut gate = inf.content_area.as_ref().map(|ca| ContentArea::open(ca, inf.threads)).transpose()?;
     let c = &inf.detector;
@@ -128,7 +134,8 @@ pub fn detector(cfg: &TowerConfig, dir: &Path, labels: &Path) -> Result<FramesRe
             Some(g) => g.scene(&frame)?,
             None => Scene::Full,
         };
-        let (dets, scene) = analyse(&mut model, scene, &frame, c).map_err(|e| anyhow::anyhow!("{}: {e}", item.file))?;
+        let tag = FrameTag { tower: cfg.tower.id.clone(), exam: "eval".into(), seq: i as u64 + 1 };
+        let (dets, scene) = analyse(backend.as_mut(), &tag, scene, &frame, c).map_err(|e| anyhow::anyhow!("{}: {e}", item.file))?;
         total_ms += t0.elapsed().as_secs_f64() * 1e3;
         let negative = match item.kind.as_str() {
             "polyp" => false,

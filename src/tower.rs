@@ -133,6 +133,20 @@ fn watch_root(root: ActorRef<SupervisorMsg>, beat: Liveness, events: EventBus, s
     });
 }
 
+/// The PACS outbox, when `[pacs]` is configured. One that cannot be opened
+/// raises `PACS_OUTBOX_FAILED` and the tower runs without sending stills
+/// (the archive still keeps them).
+fn open_pacs_outbox(cfg: &TowerConfig, events: &EventBus) -> Option<endotower_actors::video::archive::StillOutbox> {
+    let p = cfg.pacs.as_ref()?;
+    match endotower_actors::pacs::outbox::Outbox::open(std::path::Path::new(&p.outbox)) {
+        Ok(outbox) => Some(endotower_actors::video::archive::StillOutbox { outbox, tower_id: cfg.tower.id.clone() }),
+        Err(e) => {
+            events.raise("pacs", "PACS_OUTBOX_FAILED", Severity::Medium, format!("stills will not reach the PACS: {e}"));
+            None
+        }
+    }
+}
+
 impl Tower {
     /// Validate the config, start the simulators if embedded, then the tree.
     pub async fn start(cfg: TowerConfig) -> Result<Tower, TowerError> {
@@ -157,6 +171,7 @@ impl Tower {
         video.enhance.switch.send_replace(cfg.video.enabled && cfg.video.enhance.enabled);
         // Before any actor: the journal must see every event.
         let telemetry = crate::mqtt::setup(&cfg, &events);
+        let pacs_outbox = open_pacs_outbox(&cfg, &events);
         let ctx = Arc::new(TreeContext {
             cfg: cfg.clone(),
             telemetry: telemetry.clone(),
@@ -167,6 +182,7 @@ impl Tower {
             video: video.clone(),
             source,
             faults: faults.clone(),
+            pacs_outbox,
         });
         let mut spec = root_spec(ctx);
         let root_beat = Liveness::default();

@@ -58,6 +58,10 @@ pub struct ChildPolicies {
     pub telemetry: ChildPolicy,
     #[serde(default = "default_telemetry_policy")]
     pub broker: ChildPolicy,
+    #[serde(default = "default_telemetry_policy")]
+    pub pacs: ChildPolicy,
+    #[serde(default = "default_telemetry_policy")]
+    pub worklist: ChildPolicy,
 }
 
 fn default_telemetry_policy() -> ChildPolicy {
@@ -93,6 +97,8 @@ impl ChildPolicies {
             "enhance" => &self.enhance,
             "telemetry" => &self.telemetry,
             "broker" => &self.broker,
+            "pacs" => &self.pacs,
+            "worklist" => &self.worklist,
             _ => return None,
         })
     }
@@ -169,6 +175,12 @@ pub struct TowerConfig {
     /// Remote telemetry and control over MQTT (off when the section is absent).
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Pedal stills to a PACS as DICOM (off when the section is absent).
+    #[serde(default)]
+    pub pacs: Option<endotower_actors::pacs::sender::PacsConfig>,
+    /// Exam info from a Modality Worklist (off when the section is absent).
+    #[serde(default)]
+    pub worklist: Option<endotower_actors::pacs::worklist::WorklistConfig>,
 }
 
 /// The island reaches a device where the control plane does unless
@@ -374,6 +386,15 @@ impl TowerConfig {
             ));
         }
         self.telemetry.validate("telemetry")?;
+        if let Some(p) = &self.pacs {
+            p.validate("pacs")?;
+            if !self.video.enabled {
+                return Err(ConfigError::new("pacs", "a [pacs] section", "video.enabled = true (stills come from the video path)"));
+            }
+        }
+        if let Some(w) = &self.worklist {
+            w.validate("worklist")?;
+        }
         self.sim.model.validate().map_err(|e| ConfigError::new("sim.model", e.to_string(), "a valid simulator model"))?;
         Ok(())
     }

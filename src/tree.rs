@@ -56,7 +56,7 @@ use std::time::Duration;
 /// order. Config validation walks it (`[supervision]` must have a policy for
 /// every name); the specs below build exactly this (a test checks).
 pub const TREE: &[(&str, &[&str])] = &[
-    ("root", &["safety", "devices", "commands", "status", "video", "telemetry", "broker"]),
+    ("root", &["safety", "devices", "commands", "status", "video", "telemetry", "broker", "pacs", "worklist"]),
     ("devices", &["insufflator", "light", "camera", "pedal"]),
     ("video", &["capture", "display", "enhance", "analysis", "archive"]),
     ("analysis", &["selector", "inference"]),
@@ -75,6 +75,8 @@ pub struct TreeContext {
     pub source: SourceFactory,
     /// Test hook: every leaf actor can be made to panic or hang.
     pub faults: FaultInjector,
+    /// The PACS outbox, opened at start when `[pacs]` is configured.
+    pub pacs_outbox: Option<endotower_actors::video::archive::StillOutbox>,
 }
 
 impl TreeContext {
@@ -225,6 +227,7 @@ fn analysis_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
                     liveness,
                     hooks: c.video.inference_hooks.clone(),
                     exam: c.video.exam.subscribe(),
+                    tower_id: c.cfg.tower.id.clone(),
                 };
                 (InferenceActor, args)
             }),
@@ -299,6 +302,7 @@ fn video_spec(ctx: &Arc<TreeContext>) -> SupervisorSpec {
                     results: c.video.ai.result.subscribe(),
                     events: c.events.clone(),
                     liveness: Some(liveness),
+                    pacs: c.pacs_outbox.clone(),
                 };
                 (ArchiveActor, args)
             }),
@@ -356,7 +360,25 @@ pub fn root_spec(ctx: Arc<TreeContext>) -> SupervisorSpec {
         spec.children.push(supervisor_child("video", &p.video, Arc::new(move || video_spec(&video_ctx))));
     }
     telemetry_children(&ctx, &mut spec);
+    dicom_children(&ctx, &mut spec);
     spec
+}
+
+/// The PACS sender and the worklist, each when configured.
+fn dicom_children(ctx: &Arc<TreeContext>, spec: &mut SupervisorSpec) {
+    use endotower_actors::pacs::sender::{PacsActor, PacsArgs};
+    use endotower_actors::pacs::worklist::{WorklistActor, WorklistArgs};
+    let p = &ctx.cfg.supervision.children;
+    if let (Some(cfg), Some(_)) = (ctx.cfg.pacs.clone(), &ctx.pacs_outbox) {
+        spec.children.push(child(ctx, "pacs", &p.pacs, move |c, liveness| {
+            (PacsActor, PacsArgs { cfg: cfg.clone(), events: c.events.clone(), liveness })
+        }));
+    }
+    if let Some(cfg) = ctx.cfg.worklist.clone() {
+        spec.children.push(child(ctx, "worklist", &p.worklist, move |c, liveness| {
+            (WorklistActor, WorklistArgs { cfg: cfg.clone(), exam: c.video.exam.clone(), events: c.events.clone(), liveness })
+        }));
+    }
 }
 
 /// The telemetry actor and, with the embedded broker, its health probe.

@@ -165,7 +165,13 @@ pub fn apply_to(
             }
             Command::SetExam { number, sex, age, procedure } => {
                 let exam = exam.ok_or(Rejection::NoExamChannel)?;
-                exam.send_replace(ExamInfo { number: number.clone(), sex: sex.clone(), age: *age, procedure: *procedure });
+                exam.send_replace(ExamInfo {
+                    number: number.clone(),
+                    sex: sex.clone(),
+                    age: *age,
+                    procedure: *procedure,
+                    ..ExamInfo::default()
+                });
                 format!("exam info {number} ({sex}, {age} y, {procedure})")
             }
         })

@@ -29,11 +29,17 @@
 //! Video path (capture, display sink, analysis, ONNX inference, archive)
 //! - [`video`]: its own module map and graph.
 //!
+//! Hospital systems (DICOM)
+//! - [`pacs`]: stills to the PACS (store-and-forward), exam info from the worklist.
+//!
 //! Telemetry (remote monitoring and control over MQTT)
 //! - [`telemetry`]: journal, topics, payloads, remote commands, the MQTT actor.
 //!
 //! Display (the surgeon's monitor)
 //! - [`display`]: overlay model, layout, CPU and wgpu compositors, golden images.
+//!
+//! Shared
+//! - [`error_chain`]: an error and its causes on one line.
 //!
 //! Test support
 //! - `tiny_fs` (tests only): run a test body on a tiny tmpfs (disk full).
@@ -45,11 +51,13 @@ pub mod device_actor;
 pub mod device_interface;
 pub mod device_status;
 pub mod display;
+pub mod error_chain;
 pub mod events;
 pub mod fault_injection;
 pub mod insufflator;
 pub mod light;
 pub mod link;
+pub mod pacs;
 pub mod pedal;
 pub mod pid;
 pub mod registers;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod inference_server;
 pub mod mqtt;
 
 use endotower::tower_config::TowerConfig;

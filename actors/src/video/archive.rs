@@ -6,6 +6,11 @@
 //! never sees a partial file. A failed write (full disk, missing directory)
 //! raises an alarm naming the path and the OS error, and the still is kept in
 //! a bounded retry queue, so nothing is lost while the condition lasts.
+//!
+//! With a PACS configured, the still is also queued as a DICOM object in
+//! the PACS outbox ([`crate::pacs`]) in the same step: a still counts as
+//! archived only once both are on disk. The press time is fixed at the
+//! press, so a retried write gives the same names and UIDs.
 
 use super::ai_state::AiResult;
 use super::detection::Detection;
@@ -30,6 +35,15 @@ pub struct ExamInfo {
     /// The kind of exam: lesion alarms only where the model is valid for it.
     #[serde(default)]
     pub procedure: super::model_card::Procedure,
+    /// The patient, when known (the worklist gives it); stored with DICOM stills.
+    #[serde(default)]
+    pub patient_id: String,
+    #[serde(default)]
+    pub patient_name: String,
+    /// The study the worklist scheduled; empty: one is derived from the
+    /// exam number (see `pacs::still`).
+    #[serde(default)]
+    pub study_uid: String,
 }
 
 impl ExamInfo {
@@ -95,10 +109,40 @@ fn encode_png(frame: &FrameRef, out: &mut std::fs::File) -> std::io::Result<()> 
     w.finish().map_err(std::io::Error::other)
 }
 
-/// Write one still and its sidecar; returns the PNG path.
-pub fn write_still(dir: &Path, exam: &ExamInfo, frame: &FrameRef, detections: Option<&[Detection]>) -> Result<PathBuf, ArchiveError> {
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Where pedal stills go as DICOM, besides the archive.
+#[derive(Debug, Clone)]
+pub struct StillOutbox {
+    pub outbox: crate::pacs::outbox::Outbox,
+    pub tower_id: String,
+}
+
+impl StillOutbox {
+    fn put(&self, exam: &ExamInfo, frame: &FrameRef, detections: Option<&[Detection]>, now: u64) -> Result<PathBuf, ArchiveError> {
+        use crate::pacs::still::{vl_endoscopic_image, StillContext};
+        let dir = self.outbox.dir().display().to_string();
+        let ctx = StillContext { exam, tower_id: &self.tower_id, time_unix_ms: now, detections };
+        let obj = vl_endoscopic_image(frame, &ctx).map_err(|e| ArchiveError { path: dir, source: std::io::Error::other(e) })?;
+        self.outbox
+            .put(&crate::pacs::outbox::Outbox::name(now, frame.seq), &obj)
+            .map_err(|e| ArchiveError { path: e.path, source: e.source })
+    }
+}
+
+/// Write one still and its sidecar, pressed at `now` (Unix ms); returns the
+/// PNG path.
+pub fn write_still(
+    dir: &Path,
+    exam: &ExamInfo,
+    frame: &FrameRef,
+    detections: Option<&[Detection]>,
+    now: u64,
+) -> Result<PathBuf, ArchiveError> {
     std::fs::create_dir_all(dir).map_err(|source| ArchiveError { path: dir.display().to_string(), source })?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let exam_tag: String = exam.number.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
     let stem = format!("{}{}{now}-frame{}", exam_tag, if exam_tag.is_empty() { "" } else { "-" }, frame.seq);
     let png_path = dir.join(format!("{stem}.png"));
@@ -131,6 +175,8 @@ pub struct ArchiveArgs {
     pub events: EventBus,
     /// Beaten on every message, the 100 ms flush tick included (hang detection).
     pub liveness: Option<crate::supervisor::Liveness>,
+    /// The PACS outbox, when a PACS is configured.
+    pub pacs: Option<StillOutbox>,
 }
 
 pub enum ArchiveMsg {
@@ -142,6 +188,8 @@ pub enum ArchiveMsg {
 struct Pending {
     frame: FrameRef,
     since: Instant,
+    /// The press time (Unix ms): names the files and the DICOM instance.
+    pressed_ms: u64,
     detections: Option<Vec<Detection>>,
 }
 
@@ -152,6 +200,7 @@ pub struct ArchiveState {
     pending: VecDeque<Pending>,
     forwarder: tokio::task::JoinHandle<()>,
     liveness: Option<crate::supervisor::Liveness>,
+    pacs: Option<StillOutbox>,
 }
 
 pub struct ArchiveActor;
@@ -163,9 +212,22 @@ impl ArchiveState {
             if p.detections.is_none() && p.since.elapsed() < wait {
                 break; // still waiting for its analysis
             }
-            let (dir, exam, frame, dets) =
-                (PathBuf::from(&self.cfg.dir), self.exam.borrow().clone(), p.frame.clone(), p.detections.clone());
-            let written = tokio::task::spawn_blocking(move || write_still(&dir, &exam, &frame, dets.as_deref())).await;
+            let (dir, exam, frame, dets, now, pacs) = (
+                PathBuf::from(&self.cfg.dir),
+                self.exam.borrow().clone(),
+                p.frame.clone(),
+                p.detections.clone(),
+                p.pressed_ms,
+                self.pacs.clone(),
+            );
+            let written = tokio::task::spawn_blocking(move || {
+                let png = write_still(&dir, &exam, &frame, dets.as_deref(), now)?;
+                if let Some(pacs) = pacs {
+                    pacs.put(&exam, &frame, dets.as_deref(), now)?;
+                }
+                Ok::<_, ArchiveError>(png)
+            })
+            .await;
             match written {
                 Ok(Ok(path)) => {
                     self.pending.pop_front();
@@ -223,7 +285,15 @@ impl Actor for ArchiveActor {
         if let Some(l) = &a.liveness {
             l.beat();
         }
-        Ok(ArchiveState { cfg: a.cfg, exam: a.exam, events: a.events, pending: VecDeque::new(), forwarder, liveness: a.liveness })
+        Ok(ArchiveState {
+            cfg: a.cfg,
+            exam: a.exam,
+            events: a.events,
+            pending: VecDeque::new(),
+            forwarder,
+            liveness: a.liveness,
+            pacs: a.pacs,
+        })
     }
 
     async fn post_stop(&self, _m: ActorRef<Self::Msg>, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -246,7 +316,7 @@ impl Actor for ArchiveActor {
                         format!("archive queue full: still of frame {} dropped", dropped.map_or(0, |p| p.frame.seq)),
                     );
                 }
-                s.pending.push_back(Pending { frame, since: Instant::now(), detections: None });
+                s.pending.push_back(Pending { frame, since: Instant::now(), pressed_ms: unix_ms(), detections: None });
             }
             ArchiveMsg::Result(seq, d) => {
                 if let Some(p) = s.pending.iter_mut().find(|p| p.frame.seq == seq) {
@@ -277,7 +347,7 @@ mod tests {
         let exam = ExamInfo { number: "E-17".into(), sex: "F".into(), age: 61, ..ExamInfo::default() };
         let det =
             Detection { class: 0, class_name: "adenoma".into(), score: 0.9, probabilities: vec![0.9], x0: 1.0, y0: 2.0, x1: 3.0, y1: 4.0 };
-        let png = write_still(&dir, &exam, &frame(), Some(&[det])).unwrap();
+        let png = write_still(&dir, &exam, &frame(), Some(&[det]), unix_ms()).unwrap();
         let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
         let reader = decoder.read_info().unwrap();
         assert_eq!((reader.info().width, reader.info().height), (64, 48));
@@ -331,7 +401,7 @@ mod tests {
                 let (_pick_tx, picks) = broadcast::channel(4);
                 let (_res_tx, results) = watch::channel(None);
                 let cfg = ArchiveConfig { dir: dir.display().to_string(), result_wait_ms: 0, max_pending: 4 };
-                let args = ArchiveArgs { cfg, exam, picks, results, events: events.clone(), liveness: None };
+                let args = ArchiveArgs { cfg, exam, picks, results, events: events.clone(), liveness: None, pacs: None };
                 let (actor, handle) = Actor::spawn(None, ArchiveActor, args).await.unwrap();
                 actor.cast(ArchiveMsg::Pedal(noise_frame(7))).unwrap();
 
@@ -361,7 +431,7 @@ mod tests {
 
     #[test]
     fn an_unwritable_directory_is_a_clear_error_naming_the_path() {
-        let e = write_still(Path::new("/proc/endotower-no-such-dir"), &ExamInfo::default(), &frame(), None).unwrap_err();
+        let e = write_still(Path::new("/proc/endotower-no-such-dir"), &ExamInfo::default(), &frame(), None, 0).unwrap_err();
         assert!(e.to_string().contains("/proc/endotower-no-such-dir"), "{e}");
     }
 }

@@ -5,7 +5,8 @@
 //! source --> capture thread --watch (latest wins)--> display sink thread
 //!                               \--watch (latest wins)--> analysis actor
 //!                                    (quality gate, freeze, selector: pedal > freeze > auto)
-//!                                        --one in flight, deadline--> inference actor (ONNX worker thread)
+//!                                        --one in flight, deadline--> inference actor (worker thread:
+//!                                             ONNX Runtime here, or an inference server over gRPC)
 //!                                        <--watch: latest result, AI status--
 //! ```
 //!
@@ -14,6 +15,8 @@
 //! - [`quality`], [`freeze`], [`selector`], [`analysis`]: picking target frames;
 //!   [`content_area`]: the scene gate (image circle, or no image).
 //! - [`onnx`], [`detection`], [`inference`], [`ai_state`]: the AI branch;
+//!   [`backend`] and [`remote`]: the detector in the tower or on an inference
+//!   server (Open Inference Protocol);
 //!   [`model_card`]: where a detector may raise lesion alarms, and a
 //!   bring-your-own detector's contract; [`yolo`]: YOLO-style outputs.
 //! - [`enhance`]: the optional enhancement stage (sharpness, site, deblurring, in-order release).
@@ -22,6 +25,7 @@
 pub mod ai_state;
 pub mod analysis;
 pub mod archive;
+pub mod backend;
 pub mod capture;
 pub mod channels;
 pub mod content_area;
@@ -33,6 +37,7 @@ pub mod inference;
 pub mod model_card;
 pub mod onnx;
 pub mod quality;
+pub mod remote;
 pub mod selector;
 pub mod source;
 pub mod yolo;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod dicom_peers;
 pub mod inference_server;
 pub mod mqtt;
 

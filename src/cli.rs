@@ -73,7 +73,7 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Run a benchmark: interlock, handover, video, annotation, restart, display, enhance, mqtt.
+    /// Run a benchmark: interlock, handover, video, annotation, restart, display, enhance, mqtt, remote-inference.
     Bench {
         name: String,
         /// A shorter run (under 60 s).
@@ -398,11 +398,12 @@ fn bench_cmd(name: &str, quick: bool, json: bool, config: PathBuf) -> Result<()>
         "display" => bench::display::display(cfg, quick)?,
         "enhance" => bench::enhance::enhance(cfg, quick)?,
         "mqtt" => bench::mqtt::mqtt(cfg, quick)?,
+        "remote-inference" => bench::remote_inference::remote_inference(cfg, quick)?,
         #[cfg(feature = "fault-injection")]
         "handover" => bench::handover::run(cfg, quick)?,
         #[cfg(not(feature = "fault-injection"))]
         "handover" => bail!("bench handover stalls the island through a test hook: build with --features fault-injection (./x bench does)"),
-        other => bail!("unknown benchmark {other:?}; available: interlock, handover, video, annotation, restart, display, enhance, mqtt"),
+        other => bail!("unknown benchmark {other:?}; available: interlock, handover, video, annotation, restart, display, enhance, mqtt, remote-inference"),
     };
     report.print(json);
     Ok(())

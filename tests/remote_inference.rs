@@ -192,3 +192,47 @@ async fn hz027_a_killed_or_stalled_inference_server_degrades_to_raw_video_and_th
     tower.shutdown().await;
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hz027_a_server_answering_garbage_is_ai_offline_and_the_local_fallback_keeps_the_ai_while_the_server_is_down() {
+    if !servers_installed() {
+        return eprintln!("SKIPPED: run ./x setup for the inference servers");
+    }
+    // A server whose model gives NaN: AI offline naming it, never a box.
+    let garbage = InferenceServer::start(ServerKind::KServe, &["--garbage"]);
+    let tower = remote_tower(garbage.address()).await;
+    let mut events = tower.events().subscribe();
+    assert!(wait_for(Duration::from_secs(20), || offline(&tower)).await, "AI offline never showed");
+    let reason = match &*tower.video().ai.status.borrow() {
+        AiStatus::Offline { reason } => reason.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(reason.contains("bad output") && reason.contains("non-finite"), "{reason}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(last_result(&tower).is_none(), "no result from a garbage server");
+    while let Ok(e) = events.try_recv() {
+        assert!(!(e.kind == EventKind::SupervisorRestart && e.message.contains("inference")), "restarted: {}", e.message);
+    }
+    tower.shutdown().await;
+    drop(garbage);
+
+    // With the local fallback: the server dies, the AI stays on locally.
+    let mut server = InferenceServer::start(ServerKind::KServe, &[]);
+    let mut cfg = test_config();
+    cfg.video.source = SourceConfig::Synthetic { width: 640, height: 360, fps: 30.0, seed: 5 };
+    cfg.video.inference.runtime_library = repo(".deps/onnxruntime/libonnxruntime.so.1.31.1");
+    cfg.video.inference.detector_model = repo("models/lesion_detector.onnx");
+    cfg.video.inference.backend = BackendKind::Remote;
+    cfg.video.inference.remote = Some(RemoteConfig { fallback_local: true, ..remote_cfg(server.address()) });
+    let tower = Tower::start(cfg).await.unwrap();
+    assert!(results_resume(&tower, None, Duration::from_secs(20)).await, "no result");
+    server.kill();
+    assert!(
+        wait_for(Duration::from_secs(5), || tower.events().is_active("inference", "AI_SERVER_UNAVAILABLE")).await,
+        "AI_SERVER_UNAVAILABLE not raised"
+    );
+    let before = last_result(&tower);
+    assert!(results_resume(&tower, before, Duration::from_secs(5)).await, "the local model did not take over");
+    assert!(online(&tower), "the AI stays online on the local model");
+    tower.shutdown().await;
+}

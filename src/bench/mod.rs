@@ -9,6 +9,7 @@ pub mod enhance;
 pub mod handover;
 pub mod interlock;
 pub mod mqtt;
+pub mod remote_inference;
 pub mod video;
 
 use serde::Serialize;

@@ -22,7 +22,8 @@ pub(super) fn with_source(cfg: &TowerConfig, width: u32, height: u32, fps: f64, 
     c.video.enabled = true;
     c.video.display.renderer = renderer;
     c.video.source = SourceConfig::Synthetic { width, height, fps, seed: 1 };
-    c.tower.status_interval_ms = 3_600_000;
+    // Status lines as rarely as the status actor's hang timeout allows.
+    c.tower.status_interval_ms = c.supervision.children.status.hang_timeout_ms.map_or(2_000, |h| h / 2);
     c
 }
 

@@ -13,7 +13,9 @@ an asyncio sleep). gRPC messages are capped at kserve's 8 MiB. Prints
 request still running 2 s after the signal is cancelled (UNAVAILABLE).
 
 usage: kserve_detector.py --grpc-port P --http-port Q [--model PATH]
-                          [--model-name lesion_detector] [--delay-ms N]
+                          [--model-name lesion_detector] [--delay-ms N] [--garbage]
+--garbage answers every request with a well-formed output full of NaN (a
+broken model on the server).
 Environment: none beyond the venv (.deps/venv/bin/python).
 """
 
@@ -64,12 +66,13 @@ kserve_grpc.aio = _LoopbackAio()
 
 
 class OnnxDetector(Model):
-    def __init__(self, name: str, path: Path, delay_ms: int):
+    def __init__(self, name: str, path: Path, delay_ms: int, garbage: bool = False):
         super().__init__(name)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.delay_s = delay_ms / 1000.0
+        self.garbage = garbage
         self.ready = True
 
     @staticmethod
@@ -97,6 +100,8 @@ class OnnxDetector(Model):
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         results = await asyncio.to_thread(self.session.run, None, feeds)
+        if self.garbage:
+            results = [np.full_like(value, np.nan) for value in results]
         outputs = []
         for spec, value in zip(self.session.get_outputs(), results):
             out = InferOutput(name=spec.name, shape=list(value.shape), datatype="FP32")
@@ -130,9 +135,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--model-name", default="lesion_detector")
     parser.add_argument("--delay-ms", type=int, default=0)
+    parser.add_argument("--garbage", action="store_true")
     args = parser.parse_args()
 
-    model = OnnxDetector(args.model_name, args.model, args.delay_ms)
+    model = OnnxDetector(args.model_name, args.model, args.delay_ms, args.garbage)
     server = ModelServer(
         http_port=args.http_port,
         grpc_port=args.grpc_port,

@@ -15,26 +15,37 @@ use std::fmt;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A command, whoever sends it (HMI, config, remote). The one definition:
+/// remote commands (`telemetry::payloads::RemoteCommand`) are these plus the
+/// confirmation step, with the same wire names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
+    /// Set pressure, mmHg (remote: step 1 of a setpoint change).
     SetPressure {
         mmhg: f64,
     },
+    /// Set flow, L/min (remote: step 1 of a setpoint change).
     SetFlow {
         lpm: f64,
     },
+    /// Light intensity, % (remote: step 1 of a setpoint change).
     SetIntensity {
         pct: f64,
     },
+    /// Acknowledge an active alarm by key (`source/CODE`).
     AckAlarm {
         key: String,
     },
-    /// Exam info pushed by the report terminal (shown on screen, stored with stills).
+    /// Exam info for the screen and archive (report terminal).
+    #[serde(rename = "exam_info", alias = "set_exam")]
     SetExam {
         number: String,
         sex: String,
         age: u32,
+        /// `colonoscopy`, `gastroscopy` or `laparoscopy`: lesion alarms only
+        /// where the loaded model is valid for it. Absent: unspecified.
+        #[serde(default)]
         procedure: Procedure,
     },
 }

@@ -284,38 +284,41 @@ pub struct AiMsg {
     pub scene: crate::video::content_area::Scene,
 }
 
-/// `cmd/<client-id>`: a remote command. Unknown fields are rejected.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+/// `cmd/<client-id>`: a remote command: any command of the command path
+/// ([`crate::commands::Command`], the same wire names), or the second step of
+/// a setpoint change. Unknown fields are rejected.
+#[derive(Debug, Clone, PartialEq)]
 pub enum RemoteCommand {
-    /// Step 1 of a setpoint change.
-    SetPressure {
-        mmhg: f64,
-    },
-    SetFlow {
-        lpm: f64,
-    },
-    SetIntensity {
-        pct: f64,
-    },
-    /// Step 2: apply what the request's reply announced.
-    Confirm {
-        token: String,
-    },
-    /// Acknowledge an active alarm by key (`source/CODE`).
-    AckAlarm {
-        key: String,
-    },
-    /// Exam info for the screen and archive (report terminal).
-    ExamInfo {
-        number: String,
-        sex: String,
-        age: u32,
-        /// `colonoscopy`, `gastroscopy` or `laparoscopy`: lesion alarms only
-        /// where the loaded model is valid for it. Absent: unspecified.
-        #[serde(default)]
-        procedure: crate::video::model_card::Procedure,
-    },
+    /// Step 2 of a setpoint change: apply what the request's reply announced.
+    Confirm { token: String },
+    /// Any other command; setpoints are step 1 (answered with a token).
+    Tower(crate::commands::Command),
+}
+
+/// The confirmation step, for its wire form and schema.
+#[derive(Deserialize, JsonSchema)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+enum ConfirmStep {
+    /// Step 2 of a setpoint change: apply what the request's reply announced.
+    Confirm { token: String },
+}
+
+impl RemoteCommand {
+    /// Parse a command object (without its `id`).
+    pub fn from_value(v: serde_json::Value) -> Result<RemoteCommand, String> {
+        if v.get("command").and_then(serde_json::Value::as_str) == Some("confirm") {
+            let ConfirmStep::Confirm { token } = serde_json::from_value(v).map_err(|e| e.to_string())?;
+            return Ok(RemoteCommand::Confirm { token });
+        }
+        serde_json::from_value(v).map(RemoteCommand::Tower).map_err(|e| {
+            let e = e.to_string();
+            // The command path's list of variants lacks the remote-only step.
+            match e.find("expected one of") {
+                Some(_) => format!("{e} (or `confirm`)"),
+                None => e,
+            }
+        })
+    }
 }
 
 /// The schemas `endotower mqtt-schema` writes, by file name.
@@ -342,10 +345,17 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
     ]
 }
 
-/// The command schema: the tagged commands plus the optional request `id`.
+/// The command schema: the command path's tagged commands, the confirmation
+/// step, and the optional request `id`.
 fn command_schema() -> serde_json::Value {
-    let mut v = serde_json::to_value(schemars::schema_for!(RemoteCommand)).unwrap_or(serde_json::Value::Null);
+    let mut v = serde_json::to_value(schemars::schema_for!(crate::commands::Command)).unwrap_or(serde_json::Value::Null);
+    let confirm = serde_json::to_value(schemars::schema_for!(ConfirmStep)).unwrap_or(serde_json::Value::Null);
+    let step = confirm.get("oneOf").and_then(|o| o.get(0)).cloned();
+    if let (Some(variants), Some(step)) = (v.get_mut("oneOf").and_then(serde_json::Value::as_array_mut), step) {
+        variants.push(step);
+    }
     if let Some(o) = v.as_object_mut() {
+        o.insert("title".into(), serde_json::Value::String("RemoteCommand".into()));
         o.insert(
             "description".into(),
             serde_json::Value::String(

@@ -71,7 +71,7 @@ pub fn parse(payload: &[u8]) -> (Option<String>, serde_json::Value, Result<Remot
         Some(serde_json::Value::String(s)) if s.len() <= 128 => Some(s),
         Some(_) => return (None, raw, Err("field `id`: expected a string of at most 128 characters".into())),
     };
-    let parsed = serde_json::from_value::<RemoteCommand>(value).map_err(|e| format!("invalid command: {e}"));
+    let parsed = RemoteCommand::from_value(value).map_err(|e| format!("invalid command: {e}"));
     (id, raw, parsed)
 }
 
@@ -118,13 +118,9 @@ impl Remote {
             Err(reason) => return Decision::Reject(reason),
         };
         let setpoint = match cmd {
-            RemoteCommand::SetPressure { mmhg } => Command::SetPressure { mmhg },
-            RemoteCommand::SetFlow { lpm } => Command::SetFlow { lpm },
-            RemoteCommand::SetIntensity { pct } => Command::SetIntensity { pct },
-            RemoteCommand::AckAlarm { key } => return Decision::Execute(Command::AckAlarm { key }),
-            RemoteCommand::ExamInfo { number, sex, age, procedure } => {
-                return Decision::Execute(Command::SetExam { number, sex, age, procedure })
-            }
+            // Setpoints take two steps: a request, then its confirmation.
+            RemoteCommand::Tower(c @ (Command::SetPressure { .. } | Command::SetFlow { .. } | Command::SetIntensity { .. })) => c,
+            RemoteCommand::Tower(c @ (Command::AckAlarm { .. } | Command::SetExam { .. })) => return Decision::Execute(c),
             RemoteCommand::Confirm { token } => {
                 return match self.pending.remove(&token) {
                     None => Decision::Reject("unknown or expired confirmation token".into()),

@@ -46,12 +46,22 @@ pub struct RemoteConfig {
     #[serde(default)]
     pub model_version: String,
     /// First wait before reconnecting after a failure; doubles up to the max.
+    #[serde(default = "default_retry_initial_ms")]
     pub retry_initial_ms: u64,
+    #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: u64,
     /// Analyse with the local model while the server is unavailable (the
     /// picture then keeps its AI, and `AI_SERVER_UNAVAILABLE` says why).
     #[serde(default)]
     pub fallback_local: bool,
+}
+
+fn default_retry_initial_ms() -> u64 {
+    200
+}
+
+fn default_retry_max_ms() -> u64 {
+    2000
 }
 
 impl RemoteConfig {

@@ -57,7 +57,10 @@ enum Cmd {
         display: Option<DisplayArg>,
     },
     /// Validate a config file and exit.
-    CheckConfig { file: PathBuf },
+    CheckConfig {
+        #[arg(default_value = DEFAULT_CONFIG)]
+        file: PathBuf,
+    },
     /// Run only the device simulators, on the device addresses of the config.
     Sim {
         #[arg(long, default_value = DEFAULT_CONFIG)]
@@ -254,7 +257,18 @@ fn parse_duration_s(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// Load a config. The default one (`conf/tower.toml`) is found from any
+/// working directory: when it is not under the current one, the tower works
+/// in its own directory (`$ENDOTOWER_HOME`, else the nearest ancestor of the
+/// executable holding `conf/tower.toml`), where the relative paths in the
+/// config (models, archive, journal) belong, and says so.
 fn load(path: &std::path::Path) -> Result<TowerConfig> {
+    if path == std::path::Path::new(DEFAULT_CONFIG) && !path.is_file() {
+        if let Some(home) = crate::tower_config::tower_home() {
+            std::env::set_current_dir(&home).with_context(|| format!("changing to the tower's directory {}", home.display()))?;
+            eprintln!("endotower: working in {} (its {DEFAULT_CONFIG} and the relative paths in it)", home.display());
+        }
+    }
     TowerConfig::load(path).map_err(anyhow::Error::from)
 }
 
@@ -459,6 +473,8 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Sim { config } => rt.block_on(sim(config)),
         Cmd::Bench { name, quick, json, config } => bench_cmd(&name, quick, json, config),
         Cmd::Snapshot { config, at, out } => {
+            // Before `load`, which may change the working directory.
+            let out = std::path::absolute(&out).with_context(|| format!("--out {}", out.display()))?;
             let s = rt.block_on(crate::snapshot::take(load(&config)?, at, &out))?;
             println!("{}: frame {} ({}x{}, {} compositor)", out.display(), s.seq, s.width, s.height, s.renderer);
             Ok(())

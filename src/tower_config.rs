@@ -16,6 +16,20 @@ use std::path::Path;
 /// Default config file, relative to the working directory.
 pub const DEFAULT_CONFIG: &str = "conf/tower.toml";
 
+/// The tower's own directory, for a start outside it: `$ENDOTOWER_HOME`
+/// when it holds [`DEFAULT_CONFIG`], else the nearest ancestor of the
+/// executable that does (a checkout's `target/release/endotower` finds the
+/// checkout).
+pub fn tower_home() -> Option<std::path::PathBuf> {
+    if let Some(home) = std::env::var_os("ENDOTOWER_HOME").map(std::path::PathBuf::from) {
+        if home.join(DEFAULT_CONFIG).is_file() {
+            return Some(home);
+        }
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors().skip(1).find(|d| d.join(DEFAULT_CONFIG).is_file()).map(Path::to_path_buf)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TowerSection {

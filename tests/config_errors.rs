@@ -213,3 +213,15 @@ fn a_device_address_is_written_once_for_the_control_plane_and_the_island() {
         endotower(&["check-config", "conf/tower.toml"], &[("ENDOTOWER__DEVICES__LIGHT__LINK__TRANSPORT__ADDR", "not-an-address")]);
     assert!(!ok && out.contains("devices.light.link.transport.addr"), "{out}");
 }
+
+#[test]
+fn the_default_config_is_found_from_any_working_directory() {
+    let elsewhere = std::env::temp_dir().join(format!("endotower-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_endotower")).arg("check-config").current_dir(&elsewhere).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("conf/tower.toml: ok"), "{stdout}");
+    assert!(stderr.contains(&format!("working in {}", env!("CARGO_MANIFEST_DIR"))), "it says where it works: {stderr}");
+    let _ = std::fs::remove_dir_all(&elsewhere);
+}

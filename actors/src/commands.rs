@@ -22,21 +22,13 @@ use tokio::sync::watch;
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// Set pressure, mmHg (remote: step 1 of a setpoint change).
-    SetPressure {
-        mmhg: f64,
-    },
+    SetPressure { mmhg: f64 },
     /// Set flow, L/min (remote: step 1 of a setpoint change).
-    SetFlow {
-        lpm: f64,
-    },
+    SetFlow { lpm: f64 },
     /// Light intensity, % (remote: step 1 of a setpoint change).
-    SetIntensity {
-        pct: f64,
-    },
+    SetIntensity { pct: f64 },
     /// Acknowledge an active alarm by key (`source/CODE`).
-    AckAlarm {
-        key: String,
-    },
+    AckAlarm { key: String },
     /// Exam info for the screen and archive (report terminal).
     #[serde(rename = "exam_info", alias = "set_exam")]
     SetExam {

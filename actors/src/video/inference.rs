@@ -311,20 +311,22 @@ fn worker(
                     .map_err(|e| JobError::Broken(e.to_string()));
             }
             let scene = gate.as_mut().map_or(Scene::Full, |g| g.scene(&f));
-            analyse(detector.backend(), &tag, scene, &f, c)
+            let analysed = analyse(detector.backend(), &tag, scene, &f, c);
+            match (&mut detector, analysed) {
+                // An output the server sent that cannot be used is the
+                // server's fault, not the tower's: it is dropped and retried
+                // like a down one (unless the local fallback produced it).
+                (Detector::Remote(r), Err(JobError::Broken(e))) if r.fell_back().is_none() => {
+                    r.server.give_up(&e);
+                    Err(JobError::Unavailable(format!("inference server {}: bad output: {e}", r.server.address())))
+                }
+                (_, outcome) => outcome,
+            }
         }))
         .unwrap_or_else(|_| Err(JobError::Broken("inference worker panicked".into())));
-        let (outcome, fell_back) = match &mut detector {
-            Detector::Local(_) => (outcome, None),
-            // A reply that cannot be read is the server's fault, not the
-            // tower's: the server is dropped and retried like a down one.
-            Detector::Remote(r) => match outcome {
-                Err(JobError::Broken(e)) if !e.contains("panicked") => {
-                    r.server.give_up(&e);
-                    (Err(JobError::Unavailable(format!("inference server {}: bad output: {e}", r.server.address()))), None)
-                }
-                o => (o, r.fell_back().map(str::to_string)),
-            },
+        let fell_back = match &detector {
+            Detector::Remote(r) => r.fell_back().map(str::to_string),
+            Detector::Local(_) => None,
         };
         // The actor may be gone (restarted after a hang): then we are done.
         if reply.cast(InferenceMsg::Done { seq: f.seq, outcome, pick: job.pick, fell_back }).is_err() {

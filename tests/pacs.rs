@@ -94,7 +94,8 @@ async fn hz028_twenty_stills_taken_while_the_pacs_is_down_and_the_tower_restarts
 
     // The PACS comes back: all 20 arrive, once each.
     let received = dir.join("received");
-    let pacs = DicomServer::storescp(&received, port);
+    let log = dir.join("storescp.log");
+    let pacs = DicomServer::storescp(&received, port, &log);
     let count = || std::fs::read_dir(&received).map(|d| d.flatten().count()).unwrap_or(0);
     assert!(wait_for(Duration::from_secs(30), || queued(&dir) == 0).await, "the outbox did not drain ({} left)", queued(&dir));
     assert!(
@@ -102,7 +103,9 @@ async fn hz028_twenty_stills_taken_while_the_pacs_is_down_and_the_tower_restarts
         "PACS_UNREACHABLE not cleared"
     );
     tokio::time::sleep(Duration::from_secs(1)).await; // nothing more comes
-    assert_eq!(count(), 20, "20 instances in the PACS, none twice");
+    assert_eq!(count(), 20, "20 instances in the PACS");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(log.matches("storing DICOM file").count(), 20, "each still received once:\n{log}");
 
     let mut studies: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in std::fs::read_dir(&received).unwrap().flatten() {

@@ -40,13 +40,19 @@ pub struct DicomServer {
 }
 
 impl DicomServer {
-    fn start(program: &str, args: &[&str], port: u16) -> DicomServer {
+    fn start(program: &str, args: &[&str], port: u16, log: Option<&Path>) -> DicomServer {
+        // dcmtk logs to stderr; both streams go to the log.
+        let file = log.map(|p| std::fs::File::create(p).unwrap());
+        let (out, err) = match file {
+            Some(f) => (Stdio::from(f.try_clone().unwrap()), Stdio::from(f)),
+            None => (Stdio::null(), Stdio::null()),
+        };
         let child = Command::new(program)
             .args(args)
             .arg(port.to_string())
             .env("LD_PRELOAD", shim())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("{program}: {e}"));
         let server = DicomServer { child: Some(child), port };
@@ -60,15 +66,16 @@ impl DicomServer {
     }
 
     /// The PACS: `storescp` writing each instance to `dir` as
-    /// `VLe.<SOP Instance UID>` (a resent instance overwrites its file).
-    pub fn storescp(dir: &Path, port: u16) -> DicomServer {
+    /// `VLe.<SOP Instance UID>` (a resent instance overwrites its file), and
+    /// one `storing DICOM file` line per instance received to `log`.
+    pub fn storescp(dir: &Path, port: u16, log: &Path) -> DicomServer {
         std::fs::create_dir_all(dir).unwrap();
-        Self::start("storescp", &["-aet", "PACS", "-od", dir.to_str().unwrap()], port)
+        Self::start("storescp", &["-v", "-aet", "PACS", "-od", dir.to_str().unwrap()], port, Some(log))
     }
 
     /// The worklist: `wlmscpfs` serving the items in `dir/<called AE>/`.
     pub fn wlmscpfs(dir: &Path) -> DicomServer {
-        Self::start("wlmscpfs", &["-s", "-dfp", dir.to_str().unwrap()], free_port())
+        Self::start("wlmscpfs", &["-s", "-dfp", dir.to_str().unwrap()], free_port(), None)
     }
 
     pub fn address(&self) -> String {

@@ -140,7 +140,7 @@ async fn a_worklist_entry_fills_the_exam_info() {
         return eprintln!("SKIPPED: run ./x setup for dcmtk");
     }
     let dir = temp_dir("worklist");
-    let today = endotower_actors::pacs::still::dicom_date_time(endotower_actors::video::archive::unix_ms()).0;
+    let today = endotower_actors::pacs::still::dicom_date_time(endotower_actors::telemetry::journal::now_ms()).0;
     let wl = DicomServer::wlmscpfs(&worklist_dir(&dir, "WORKLIST", &today));
     let mut cfg = test_config();
     cfg.worklist = Some(worklist(&wl, "ENDOTOWER"));

@@ -12,7 +12,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
 /// IEC 60601-1-8 alarm priority, plus plain information.
@@ -89,10 +88,6 @@ impl Default for EventBus {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 impl EventBus {
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(16));
@@ -116,7 +111,7 @@ impl EventBus {
     fn make(&self, kind: EventKind, severity: Severity, source: &str, code: &str, message: String) -> Event {
         Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-            at_ms: now_ms(),
+            at_ms: crate::telemetry::journal::now_ms(),
             kind,
             severity,
             source: source.to_string(),

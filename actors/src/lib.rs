@@ -40,10 +40,12 @@
 //!
 //! Shared
 //! - [`error_chain`]: an error and its causes on one line.
+//! - [`atomic_file`]: whole files or none (temporary name, fsync, rename).
 //!
 //! Test support
 //! - `tiny_fs` (tests only): run a test body on a tiny tmpfs (disk full).
 
+pub mod atomic_file;
 pub mod camera;
 pub mod commands;
 pub mod config;

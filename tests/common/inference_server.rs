@@ -4,6 +4,7 @@
 //! installed into .deps/venv by ./x). On 127.0.0.1, on free ports; stopped
 //! when dropped.
 
+pub use super::mqtt::free_port;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,11 +24,6 @@ pub struct InferenceServer {
 
 pub fn repo(p: &str) -> String {
     format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A port nothing listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Whether the test venv has the servers (./x setup); in CI it must.

@@ -14,6 +14,7 @@
 //!   still again after restart, with the same SOP Instance UID: the PACS
 //!   stores it once.
 
+use crate::atomic_file::{sync_dir, write_atomic};
 use dicom_object::{FileDicomObject, InMemDicomObject};
 use std::path::{Path, PathBuf};
 
@@ -31,10 +32,6 @@ pub struct Outbox {
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> OutboxError + '_ {
     move |source| OutboxError { path: path.display().to_string(), source }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 impl Outbox {
@@ -61,17 +58,9 @@ impl Outbox {
     /// Queue one still durably (idempotent: the same name is replaced).
     pub fn put(&self, name: &str, obj: &FileDicomObject<InMemDicomObject>) -> Result<PathBuf, OutboxError> {
         let path = self.dir.join(name);
-        let tmp = path.with_extension("tmp");
-        let written = (|| {
-            obj.write_to_file(&tmp).map_err(std::io::Error::other)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            sync_dir(&self.dir)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written.map_err(io_err(&path))?;
+        write_atomic(&path, |f| obj.write_all(f).map_err(std::io::Error::other))
+            .and_then(|()| sync_dir(&self.dir))
+            .map_err(io_err(&path))?;
         Ok(path)
     }
 

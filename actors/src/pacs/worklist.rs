@@ -209,8 +209,7 @@ pub struct WorklistState {
 pub struct WorklistActor;
 
 fn today() -> String {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    super::still::dicom_date_time(ms).0
+    super::still::dicom_date_time(crate::telemetry::journal::now_ms()).0
 }
 
 impl Actor for WorklistActor {

@@ -17,12 +17,13 @@ use super::detection::Detection;
 use super::frame::FrameRef;
 use super::selector::{Pick, Reason};
 use crate::events::{EventBus, EventKind, Severity};
+use crate::telemetry::journal::now_ms;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 
 /// Exam information shown on screen and stored with every still.
@@ -85,18 +86,7 @@ pub struct ArchiveError {
 }
 
 fn write_atomic(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<(), ArchiveError> {
-    let err = |source| ArchiveError { path: path.display().to_string(), source };
-    let tmp = path.with_extension("tmp");
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        write(&mut f)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    crate::atomic_file::write_atomic(path, write).map_err(|source| ArchiveError { path: path.display().to_string(), source })
 }
 
 fn encode_png(frame: &FrameRef, out: &mut std::fs::File) -> std::io::Result<()> {
@@ -107,11 +97,6 @@ fn encode_png(frame: &FrameRef, out: &mut std::fs::File) -> std::io::Result<()> 
     let mut w = enc.write_header().map_err(std::io::Error::other)?;
     w.write_image_data(&frame.pixels).map_err(std::io::Error::other)?;
     w.finish().map_err(std::io::Error::other)
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Where pedal stills go as DICOM, besides the archive.
@@ -316,7 +301,7 @@ impl Actor for ArchiveActor {
                         format!("archive queue full: still of frame {} dropped", dropped.map_or(0, |p| p.frame.seq)),
                     );
                 }
-                s.pending.push_back(Pending { frame, since: Instant::now(), pressed_ms: unix_ms(), detections: None });
+                s.pending.push_back(Pending { frame, since: Instant::now(), pressed_ms: now_ms(), detections: None });
             }
             ArchiveMsg::Result(seq, d) => {
                 if let Some(p) = s.pending.iter_mut().find(|p| p.frame.seq == seq) {
@@ -347,7 +332,7 @@ mod tests {
         let exam = ExamInfo { number: "E-17".into(), sex: "F".into(), age: 61, ..ExamInfo::default() };
         let det =
             Detection { class: 0, class_name: "adenoma".into(), score: 0.9, probabilities: vec![0.9], x0: 1.0, y0: 2.0, x1: 3.0, y1: 4.0 };
-        let png = write_still(&dir, &exam, &frame(), Some(&[det]), unix_ms()).unwrap();
+        let png = write_still(&dir, &exam, &frame(), Some(&[det]), now_ms()).unwrap();
         let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
         let reader = decoder.read_info().unwrap();
         assert_eq!((reader.info().width, reader.info().height), (64, 48));
